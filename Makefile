@@ -1,0 +1,36 @@
+# mmbench — the user's verbs. Each target creates .venv itself when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install test bench bench-speed lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)  ## create .venv with mmbench and its dev tools
+
+test: $(STAMP)  ## the test suite (lint + pytest, CPU only)
+	$(BIN)/ruff check mmbench tests
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## embedded benchmark: cgmnist_mini x 4 strategies x 3 seeds -> leaderboard
+	$(BIN)/mmbench train --multirun experiment=bench
+
+bench-speed: $(STAMP)  ## step cost per strategy -> outputs/benchmarks/step_cost.csv
+	$(BIN)/mmbench bench-speed --out outputs/benchmarks/step_cost.csv
+
+lint: $(STAMP)
+	$(BIN)/ruff check mmbench tests
+	$(BIN)/ruff format --check mmbench tests
+
+format: $(STAMP)
+	$(BIN)/ruff format mmbench tests
+
+clean:
+	rm -rf outputs/runs outputs/multirun .pytest_cache

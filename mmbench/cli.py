@@ -1,0 +1,59 @@
+"""The ``mmbench`` console script: train / collect / bench-speed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+USAGE = """usage: mmbench <command> [args]
+
+commands:
+  train [hydra overrides...]         one run, or a sweep with -m/--multirun
+  collect DIR... --name NAME         run/multirun dirs -> outputs/leaderboards/NAME/
+  bench-speed [--out CSV]            step cost per strategy -> outputs/benchmarks/step_cost.csv
+"""
+
+
+def collect(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mmbench collect")
+    parser.add_argument("dirs", nargs="+", type=Path, help="run or multirun directories")
+    parser.add_argument("--name", required=True, help="leaderboard folder name")
+    parser.add_argument("--out", type=Path, default=Path("outputs/leaderboards"))
+    args = parser.parse_args(argv)
+    from mmbench.results import write_leaderboard
+
+    try:
+        out = write_leaderboard(args.dirs, args.name, args.out)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"mmbench collect: {error}", file=sys.stderr)
+        return 2
+    print((out / "leaderboard.md").read_text())
+    print(f"written: {out}/runs.csv, leaderboard.csv, leaderboard.md")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        from mmbench import train
+
+        sys.argv = ["mmbench train", *rest]
+        train.main()
+        return 0
+    if command == "collect":
+        return collect(rest)
+    if command == "bench-speed":
+        from mmbench.bench import step_cost
+
+        return step_cost.main(rest)
+    print(f"mmbench: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

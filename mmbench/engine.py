@@ -1,0 +1,374 @@
+"""The training loop: seeded epochs, per-step strategy backward, evaluation, checkpoints.
+
+The engine knows no particular dataset, model or strategy: it receives them built from
+the config. Each epoch it evaluates val and test, appends to ``history.csv`` and
+``telemetry.csv`` and saves ``checkpoint.pt`` (all atomically); ``metrics.json`` is the
+final summary with the three evaluation protocols (paper / val / last).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import resource
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from mmbench import metrics
+from mmbench.models.multimodal import MultimodalClassifier
+from mmbench.strategies.base import GradientStrategy, StepLosses
+from mmbench.utils import atomic
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+PROTOCOLS = ("paper", "val", "last")
+
+
+@dataclass
+class TrainerSettings:
+    """The ``trainer`` config group (see conf/trainer/default.yaml for each knob)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    deterministic: bool = True
+    num_workers: int = 0
+    num_threads: int | None = None
+    telemetry_every: int = 1
+    limit_train_batches: int | None = None
+    resume: bool = False
+    stop_after_epochs: int | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={name} but CUDA is not available; use auto or cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A seed per (run seed, epoch): shuffling and augmentation restart exactly on resume."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def configure_determinism(deterministic: bool) -> None:
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    """A loader whose order depends only on ``seed``; in-memory datasets gather per batch."""
+    generator = torch.Generator().manual_seed(seed)
+    common = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": False}
+    if getattr(dataset, "batched_indexing", False):
+        base = (
+            RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        )
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=BatchSampler(base, batch_size, drop_last=False),
+            generator=generator,
+            **common,
+        )
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, **common
+    )
+
+
+def to_device(
+    batch: Mapping[str, torch.Tensor], device: torch.device, channels_last: bool
+) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        if channels_last and value.dim() == 4 and key != "label":
+            value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+class Engine:
+    """Trains one model with one strategy and writes the run directory."""
+
+    def __init__(
+        self,
+        model: MultimodalClassifier,
+        strategy: GradientStrategy,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        splits: Any,
+        settings: TrainerSettings,
+        seed: int,
+        run_dir: Path,
+        run_info: dict[str, Any],
+    ) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.model = model.to(self.device)
+        if settings.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.strategy, self.optimizer, self.scheduler = strategy, optimizer, scheduler
+        self.splits, self.seed, self.run_dir, self.run_info = splits, seed, run_dir, run_info
+        self.modalities = model.modality_names
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.history: list[dict[str, Any]] = []
+        self.telemetry: list[dict[str, Any]] = []
+        self.step = 0
+        self.timing = {"train_s": 0.0, "steps": 0, "samples": 0, "step_ms": []}
+        self.start_epoch = 0
+
+    # ----------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": len(self.history),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "strategy": self.strategy.state_dict(),
+            "history": self.history,
+            "telemetry": self.telemetry,
+            "step": self.step,
+            "timing": self.timing,
+            "run_info": self.run_info,
+        }
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        saved = state["run_info"].get("config_hash")
+        if saved != self.run_info.get("config_hash"):
+            raise RuntimeError(
+                f"{path}: the checkpoint was made by another configuration (hash {saved}, "
+                f"this run {self.run_info.get('config_hash')}); resume with the original "
+                "overrides or use a new run directory"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.history, self.telemetry = state["history"], state["telemetry"]
+        self.step, self.timing = state["step"], state["timing"]
+        self.start_epoch = state["epoch"]
+        log.info("resumed from %s after epoch %d", path, self.start_epoch)
+
+    # ----------------------------------------------------------------- training
+    def batches(self, split: str, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        dataset = getattr(self.splits, split)
+        train = split == "train"
+        loader = make_loader(
+            dataset,
+            self.settings.batch_size if train else self.settings.eval_batch_size,
+            shuffle=train,
+            seed=epoch_seed(self.seed, epoch),
+            num_workers=self.settings.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for i, batch in enumerate(loader):
+            if (
+                train
+                and self.settings.limit_train_batches is not None
+                and i >= self.settings.limit_train_batches
+            ):
+                return
+            yield to_device(batch, self.device, self.settings.channels_last)
+
+    def autocast(self) -> torch.autocast:
+        enabled = self.settings.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def compute_losses(self, batch: dict[str, torch.Tensor]) -> StepLosses:
+        labels = batch["label"]
+        with self.autocast():
+            outputs = self.model(batch)
+        fused = self.loss_fn(outputs.fused.float(), labels)
+        unimodal = {m: self.loss_fn(outputs.unimodal[m].float(), labels) for m in self.modalities}
+        return StepLosses(fused, unimodal, outputs, labels)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        torch.manual_seed(epoch_seed(self.seed, epoch))
+        sums = {"loss": 0.0, **{f"loss_{m}": 0.0 for m in self.modalities}}
+        count = 0
+        every = self.settings.telemetry_every
+        for batch in self.batches("train", epoch):
+            start = time.perf_counter()
+            self.optimizer.zero_grad(set_to_none=True)
+            losses = self.compute_losses(batch)
+            if not torch.isfinite(losses.fused):
+                raise FloatingPointError(
+                    f"non-finite fused loss at epoch {epoch} step {self.step}; lower optim "
+                    "lr or check the inputs"
+                )
+            stats = self.strategy.backward(
+                self.model, losses, telemetry=every > 0 and self.step % every == 0
+            )
+            self.optimizer.step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            elapsed = time.perf_counter() - start
+            n = len(losses.labels)
+            self.timing["train_s"] += elapsed
+            self.timing["steps"] += 1
+            self.timing["samples"] += n
+            self.timing["step_ms"].append(1000 * elapsed)
+            for name, s in stats.items():
+                self.telemetry.append({"epoch": epoch, "step": self.step, "encoder": name, **s})
+            sums["loss"] += losses.fused.item() * n
+            for m in self.modalities:
+                sums[f"loss_{m}"] += losses.unimodal[m].item() * n
+            count += n
+            self.step += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        fused, labels = [], []
+        unimodal: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
+        for batch in self.batches(split, 0):
+            with self.autocast():
+                out = self.model(batch)
+            fused.append(torch.softmax(out.fused.float(), 1).cpu().numpy())
+            for m in self.modalities:
+                unimodal[m].append(out.unimodal[m].float().cpu().numpy())
+            labels.append(batch["label"].cpu().numpy())
+        y = np.concatenate(labels)
+        probs = np.concatenate(fused)
+        result = {
+            "acc": metrics.accuracy(probs, y),
+            "map": metrics.macro_average_precision(probs, y),
+        }
+        for m in self.modalities:
+            result[f"acc_{m}"] = metrics.accuracy(np.concatenate(unimodal[m]), y)
+        return result
+
+    # ----------------------------------------------------------------- outputs
+    def write_progress(self) -> None:
+        atomic.write_text(
+            self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False)
+        )
+        columns = ["epoch", "step", "encoder", "cos", "norm_mm", "norm_u", "w_mm", "w_u"]
+        atomic.write_text(
+            self.run_dir / "telemetry.csv",
+            pd.DataFrame(self.telemetry, columns=columns).to_csv(index=False),
+        )
+        atomic.torch_save(self.run_dir / CHECKPOINT, self.state())
+
+    def protocol(self, name: str) -> dict[str, Any] | None:
+        """Test metrics at the epoch the protocol selects (None if it cannot apply)."""
+        frame = pd.DataFrame(self.history)
+        if name == "paper":
+            row = frame.loc[frame["test_acc"].idxmax()]
+        elif name == "val":
+            if "val_acc" not in frame or frame["val_acc"].isna().all():
+                return None
+            row = frame.loc[frame["val_acc"].idxmax()]
+        else:
+            row = frame.iloc[-1]
+        result: dict[str, Any] = {
+            "epoch": int(row["epoch"]),
+            "acc": float(row["test_acc"]),
+            "map": float(row["test_map"]),
+        }
+        for m in self.modalities:
+            trained = self.strategy.trains_unimodal_heads
+            result[f"acc_{m}"] = float(row[f"test_acc_{m}"]) if trained else None
+        return result
+
+    def summary(self) -> dict[str, Any]:
+        step_ms = np.array(self.timing["step_ms"]) if self.timing["step_ms"] else np.array([0.0])
+        if self.device.type == "cuda":
+            peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            peak_kind = "cuda_max_allocated"
+        else:
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peak_kind = "process_max_rss"
+        return {
+            **self.run_info,
+            "status": "completed",
+            "epochs_done": len(self.history),
+            "unimodal_heads_trained": self.strategy.trains_unimodal_heads,
+            "protocols": {p: self.protocol(p) for p in PROTOCOLS},
+            "conflict": metrics.conflict_summary(self.telemetry),
+            "timing": {
+                "ms_per_step": float(np.median(step_ms)),
+                "ms_per_step_mean": float(step_ms.mean()),
+                "samples_per_s": self.timing["samples"] / max(self.timing["train_s"], 1e-12),
+                "train_s": self.timing["train_s"],
+                "steps": self.timing["steps"],
+            },
+            "peak_memory_mb": peak_mb,
+            "peak_memory_kind": peak_kind,
+            "device": str(self.device),
+        }
+
+    def fit(self) -> dict[str, Any]:
+        """Train (resuming if asked), evaluate each epoch, return the final summary."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = self.run_dir / CHECKPOINT
+        if self.settings.resume and checkpoint.is_file():
+            self.load(checkpoint)
+        for epoch in range(self.start_epoch, self.settings.epochs):
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch)}
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            if self.splits.val is not None:
+                row.update({f"val_{k}": v for k, v in self.evaluate("val").items()})
+            row.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
+            row["epoch_s"] = time.perf_counter() - t0
+            self.history.append(row)
+            self.write_progress()
+            log.info(
+                "epoch %d/%d  loss %.4f  test acc %.4f%s  (%.1fs)",
+                epoch + 1,
+                self.settings.epochs,
+                row["train_loss"],
+                row["test_acc"],
+                f"  val acc {row['val_acc']:.4f}" if "val_acc" in row else "",
+                row["epoch_s"],
+            )
+            if (
+                self.settings.stop_after_epochs is not None
+                and epoch + 1 - self.start_epoch >= self.settings.stop_after_epochs
+                and epoch + 1 < self.settings.epochs
+            ):
+                raise Interrupted(f"stopped after epoch {epoch + 1} (trainer.stop_after_epochs)")
+        if not self.history:
+            raise RuntimeError("trainer.epochs must be >= 1")
+        summary = self.summary()
+        atomic.write_json(self.run_dir / "metrics.json", summary)
+        return summary
+
+
+class Interrupted(RuntimeError):
+    """A deliberate stop before the last epoch (simulated preemption); resume continues."""

@@ -1,0 +1,152 @@
+"""Encoders, and the backbone factories that build one encoder per modality.
+
+A backbone config instantiates a factory; ``factory.build(modality)`` returns an
+``nn.Module`` mapping a batch of that modality to pooled features of size
+``factory.feature_dim``. A factory refuses modality kinds it was not made for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+
+from mmbench.models.modality import IncompatibleConfigError, ModalitySpec
+
+
+class DigitConvNet(nn.Module):
+    """The small CG-MNIST encoder of the literature.
+
+    conv5x5-32, max-pool 2, conv3x3-32, conv3x3-64 stride 2, conv3x3-64 (ReLU after each),
+    global average pool, linear to ``feature_dim``.
+    """
+
+    def __init__(self, in_channels: int, feature_dim: int = 512) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.fc = nn.Linear(64, feature_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+class ResNet18Encoder(nn.Module):
+    """ResNet-18 trunk from scratch (torchvision layout, no fc), OGM-GE style pooling.
+
+    ``image``/``audio``: (B, C, H, W) -> trunk -> global average pool -> (B, 512).
+    ``frames``: (B, T, 3, H, W) -> every frame through the trunk -> (B, 512, T, h, w)
+    -> 3-D global average pool -> (B, 512), as OGM-GE/MMPareto pool their visual stream.
+    """
+
+    feature_dim = 512
+
+    def __init__(self, in_channels: int, multi_frame: bool) -> None:
+        super().__init__()
+        trunk = resnet18(weights=None)
+        if in_channels != 3:
+            trunk.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(trunk.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.trunk = nn.Sequential(
+            trunk.conv1,
+            trunk.bn1,
+            trunk.relu,
+            trunk.maxpool,
+            trunk.layer1,
+            trunk.layer2,
+            trunk.layer3,
+            trunk.layer4,
+        )
+        self.multi_frame = multi_frame
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.multi_frame:
+            return torch.flatten(F.adaptive_avg_pool2d(self.trunk(x), 1), 1)
+        batch, frames = x.shape[:2]
+        maps = self.trunk(x.flatten(0, 1))
+        maps = maps.view(batch, frames, *maps.shape[1:]).transpose(1, 2)
+        return torch.flatten(F.adaptive_avg_pool3d(maps, 1), 1)
+
+
+class BackboneFactory:
+    """Builds one encoder per modality; refuses modality kinds it does not accept."""
+
+    name = "backbone"
+    accepts: tuple[str, ...] = ()
+    suggestion = ""
+
+    def __init__(
+        self, feature_dim: int = 512, accepts: Sequence[str] | None = None, name: str | None = None
+    ) -> None:
+        self.feature_dim = feature_dim
+        if accepts is not None:
+            self.accepts = tuple(accepts)
+        if name is not None:
+            self.name = name
+
+    def check(self, modality: ModalitySpec) -> None:
+        """Raise ``IncompatibleConfigError`` saying why this backbone cannot encode it."""
+        if modality.kind not in self.accepts:
+            raise IncompatibleConfigError(
+                f"backbone '{self.name}' encodes modality kinds {list(self.accepts)}, but "
+                f"modality '{modality.name}' is of kind '{modality.kind}' "
+                f"(shape {list(modality.shape)}). {self.suggestion}"
+            )
+
+    def build(self, modality: ModalitySpec) -> nn.Module:
+        self.check(modality)
+        return self._build(modality)
+
+    def _build(self, modality: ModalitySpec) -> nn.Module:
+        raise NotImplementedError
+
+
+class DigitConvNetBackbone(BackboneFactory):
+    """The CG-MNIST conv net, for single images (any channel count)."""
+
+    name = "convnet"
+    accepts = ("image",)
+    suggestion = "Use backbone=resnet18 for audio spectrograms and multi-frame video."
+
+    def _build(self, modality: ModalitySpec) -> nn.Module:
+        return DigitConvNet(modality.shape[0], self.feature_dim)
+
+
+class ResNet18Backbone(BackboneFactory):
+    """ResNet-18 from scratch: 1-channel audio, 3-channel multi-frame visual, or images."""
+
+    name = "resnet18"
+    accepts = ("audio", "frames", "image")
+    suggestion = "Use backbone=resnet18 (all kinds) or a backbone made for that kind."
+
+    def __init__(
+        self, feature_dim: int = 512, accepts: Sequence[str] | None = None, name: str | None = None
+    ) -> None:
+        if feature_dim != ResNet18Encoder.feature_dim:
+            raise IncompatibleConfigError(
+                f"backbone.feature_dim={feature_dim}: ResNet-18 yields 512-d features; "
+                "set backbone.feature_dim=512"
+            )
+        super().__init__(feature_dim, accepts, name)
+
+    def _build(self, modality: ModalitySpec) -> nn.Module:
+        if modality.kind == "frames":
+            if modality.shape[1] != 3:
+                raise IncompatibleConfigError(
+                    f"modality '{modality.name}': frames must have 3 channels as (T, 3, H, W), "
+                    f"got shape {list(modality.shape)}"
+                )
+            return ResNet18Encoder(3, multi_frame=True)
+        return ResNet18Encoder(modality.shape[0], multi_frame=False)

@@ -1,0 +1,1 @@
+"""Gradient strategies: how the fused and unimodal losses' gradients reach the encoders."""

@@ -1,0 +1,202 @@
+"""The strategy contract and the gradient plumbing every strategy shares.
+
+A strategy receives the model and one step's losses (fused + one per modality), fills
+``.grad`` of every trainable parameter and, when asked, returns per-encoder telemetry.
+The engine then steps the optimizer. Gradient math lives in pure functions elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmbench.models.multimodal import ModelOutput, MultimodalClassifier
+
+
+@dataclass
+class StepLosses:
+    """One training step: the fused loss, the unimodal losses and what produced them."""
+
+    fused: torch.Tensor
+    unimodal: dict[str, torch.Tensor]
+    outputs: ModelOutput
+    labels: torch.Tensor
+
+    def unimodal_sum(self) -> torch.Tensor:
+        return torch.stack(list(self.unimodal.values())).sum()
+
+
+class EncoderStats(NamedTuple):
+    """Per-encoder telemetry of one step (0-d tensors until reported).
+
+    cos = cosine(g_mm, g_u) over the whole encoder; norms of both; weights applied.
+    """
+
+    cos: torch.Tensor
+    norm_mm: torch.Tensor
+    norm_u: torch.Tensor
+    w_mm: torch.Tensor
+    w_u: torch.Tensor
+
+
+Telemetry = dict[str, dict[str, float]]
+
+
+def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate a list of tensors into one vector."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def pair_stats(
+    flat_mm: torch.Tensor,
+    flat_u: torch.Tensor,
+    w_mm: torch.Tensor | float,
+    w_u: torch.Tensor | float,
+    eps: float = 1e-8,
+) -> EncoderStats:
+    """Cosine and norms of one encoder's two (flattened) gradients, with the weights used."""
+    cos = F.cosine_similarity(flat_mm, flat_u, dim=0, eps=eps)
+    as_tensor = lambda w: torch.as_tensor(w, dtype=cos.dtype, device=cos.device)  # noqa: E731
+    return EncoderStats(cos, flat_mm.norm(), flat_u.norm(), as_tensor(w_mm), as_tensor(w_u))
+
+
+def stats_to_floats(stats: dict[str, EncoderStats]) -> Telemetry:
+    """One device sync for all encoders' telemetry."""
+    if not stats:
+        return {}
+    names = list(stats)
+    values = torch.stack([torch.stack(list(stats[n])) for n in names]).double().cpu().tolist()
+    return {
+        n: dict(zip(EncoderStats._fields, row, strict=True))
+        for n, row in zip(names, values, strict=True)
+    }
+
+
+class SeparateGradients(NamedTuple):
+    """Per-parameter gradients of the fused loss and of the summed unimodal losses."""
+
+    params: list[nn.Parameter]
+    fused: list[torch.Tensor | None]
+    unimodal: list[torch.Tensor | None]
+
+
+def separate_gradients(
+    model: nn.Module, losses: StepLosses, retain_graph: bool = False
+) -> SeparateGradients:
+    """Two backward passes: d L_mm / d theta and d (sum_m L_m) / d theta.
+
+    Each unimodal loss L_m depends only on encoder m and head m, so the gradient of their
+    sum restricted to encoder m is exactly d L_m / d theta_m: two passes give every
+    encoder's multimodal and unimodal gradient separately (the official code needs k + 2).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = torch.autograd.grad(losses.fused, params, retain_graph=True, allow_unused=True)
+    unimodal = torch.autograd.grad(
+        losses.unimodal_sum(), params, retain_graph=retain_graph, allow_unused=True
+    )
+    return SeparateGradients(params, list(fused), list(unimodal))
+
+
+def add_optional(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """a + b where a missing gradient counts as zero (None when both are missing)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def encoder_indices(
+    model: MultimodalClassifier, params: Sequence[nn.Parameter]
+) -> dict[str, list[int]]:
+    """Positions in ``params`` of each encoder's parameters."""
+    position = {id(p): i for i, p in enumerate(params)}
+    return {
+        name: [position[id(p)] for p in enc_params if id(p) in position]
+        for name, enc_params in model.encoder_parameters().items()
+    }
+
+
+def assign_gradients(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor | None]) -> None:
+    """Set ``.grad`` (replacing anything accumulated) of each parameter."""
+    for p, g in zip(params, grads, strict=True):
+        p.grad = None if g is None else g.detach()
+
+
+class GradientStrategy:
+    """Base of all strategies. Subclasses implement ``backward``.
+
+    ``trains_unimodal_heads`` is False when the unimodal losses never reach the heads, so
+    their accuracy is meaningless and reported as untrained.
+    """
+
+    name = "strategy"
+    trains_unimodal_heads = True
+
+    def backward(
+        self, model: MultimodalClassifier, losses: StepLosses, telemetry: bool = False
+    ) -> Telemetry:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
+
+    @staticmethod
+    def measure_conflict(
+        model: MultimodalClassifier, losses: StepLosses, w_mm: float, w_u: float
+    ) -> dict[str, EncoderStats]:
+        """Telemetry for one-pass strategies: extra separate passes, graph kept for theirs."""
+        grads = separate_gradients(model, losses, retain_graph=True)
+        stats = {}
+        for name, idx in encoder_indices(model, grads.params).items():
+            g_mm, g_u = zero_filled(grads, idx)
+            stats[name] = pair_stats(flatten(g_mm), flatten(g_u), w_mm, w_u)
+        return stats
+
+
+def zero_filled(
+    grads: SeparateGradients, idx: Sequence[int]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The fused and unimodal gradients of the parameters at ``idx``, zeros for missing."""
+
+    def pick(source: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        return [
+            source[i] if source[i] is not None else torch.zeros_like(grads.params[i]) for i in idx
+        ]
+
+    return pick(grads.fused), pick(grads.unimodal)
+
+
+class PerEncoderPairStrategy(GradientStrategy):
+    """Strategies that, per encoder, combine its two gradients (fused and own unimodal).
+
+    Two backward passes give both; ``combine_encoder`` rewrites each encoder's gradient;
+    heads, fusion and every other parameter keep the plain gradient of L_mm + sum_m L_m.
+    """
+
+    def combine_encoder(
+        self,
+        g_mm: list[torch.Tensor],
+        g_u: list[torch.Tensor],
+    ) -> tuple[list[torch.Tensor], EncoderStats]:
+        raise NotImplementedError
+
+    def backward(
+        self, model: MultimodalClassifier, losses: StepLosses, telemetry: bool = False
+    ) -> Telemetry:
+        grads = separate_gradients(model, losses)
+        combined = [add_optional(a, b) for a, b in zip(grads.fused, grads.unimodal, strict=True)]
+        stats = {}
+        for name, idx in encoder_indices(model, grads.params).items():
+            g_mm, g_u = zero_filled(grads, idx)
+            new, stats[name] = self.combine_encoder(g_mm, g_u)
+            for i, g in zip(idx, new, strict=True):
+                combined[i] = g
+        assign_gradients(grads.params, combined)
+        return stats_to_floats(stats) if telemetry else {}

@@ -1,0 +1,89 @@
+"""MMPareto (Wei & Hu, "MMPareto: Boosting Multimodal Learning with Innocent Unimodal
+Assistance", ICML 2024), faithful to the official release.
+
+Per encoder, with per-tensor gradients g_mm[t] (fused loss) and g_u[t] (its unimodal loss):
+  c = cos(flat g_mm, flat g_u)
+  (w_mm, w_u) = (1/2, 1/2) if c > 0 else the two-objective min-norm weights (MinNormSolver)
+  d[t] = 2 (w_mm g_mm[t] + w_u g_u[t])
+  r[t] = ||g_mm[t] + g_u[t]|| / ||d[t]||
+  g[t] = gamma * r[t] * d[t] if r[t] > 1 else gamma * d[t]
+so g[t] has direction d[t] and norm gamma * max(||g_mm[t] + g_u[t]||, ||d[t]||).
+Without conflict g = gamma * (g_mm + g_u) exactly. Heads keep plain gradients (no gamma).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from mmbench.strategies.base import EncoderStats, PerEncoderPairStrategy, flatten
+from mmbench.strategies.mgda import OFFICIAL_CLIP, min_norm_weight
+
+RESCALE_MODES = ("tensor", "encoder", "none")
+
+
+def _ratio(target: torch.Tensor, norm_d: torch.Tensor) -> torch.Tensor:
+    """target / norm_d, and 1 where d is zero (the official code divides by zero there)."""
+    safe = norm_d.clamp_min(torch.finfo(norm_d.dtype).tiny)
+    return torch.where(norm_d > 0, target / safe, torch.ones_like(target))
+
+
+def combine(
+    g_mm: Sequence[torch.Tensor],
+    g_uni: Sequence[torch.Tensor],
+    gamma: float = 1.5,
+    rescale: str = "tensor",
+    eps: float = 1e-8,
+    clip: tuple[float, float] = OFFICIAL_CLIP,
+) -> tuple[list[torch.Tensor], EncoderStats]:
+    """Combine one encoder's multimodal and unimodal per-tensor gradients (see module doc).
+
+    rescale: ``tensor`` (official: one norm ratio per tensor), ``encoder`` (one ratio over
+    the whole encoder) or ``none`` (g = gamma * d). Returns the new per-tensor gradients and
+    the encoder's stats (cosine, both norms, weights used).
+    """
+    if rescale not in RESCALE_MODES:
+        raise ValueError(f"strategy.rescale={rescale!r}: use one of {list(RESCALE_MODES)}")
+    if len(g_mm) != len(g_uni):
+        raise ValueError(f"g_mm has {len(g_mm)} tensors but g_uni has {len(g_uni)}")
+    flat_mm, flat_u = flatten(g_mm), flatten(g_uni)
+    cos = torch.nn.functional.cosine_similarity(flat_mm, flat_u, dim=0, eps=eps)
+    mgda_w = min_norm_weight(flat_mm @ flat_mm, flat_mm @ flat_u, flat_u @ flat_u, clip)
+    w_mm = torch.where(cos > 0, torch.full_like(mgda_w, 0.5), mgda_w)
+    w_u = torch.where(cos > 0, torch.full_like(mgda_w, 0.5), 1 - mgda_w)
+
+    direction = torch._foreach_mul(list(g_mm), w_mm)
+    torch._foreach_add_(direction, torch._foreach_mul(list(g_uni), w_u))
+    torch._foreach_mul_(direction, 2.0)
+    if rescale == "none":
+        factors = [torch.ones_like(cos)] * len(direction)
+    else:
+        sums = torch._foreach_add(list(g_mm), list(g_uni))
+        if rescale == "tensor":
+            ratios = _ratio(
+                torch.stack(torch._foreach_norm(sums)), torch.stack(torch._foreach_norm(direction))
+            )
+        else:
+            ratios = _ratio(flatten(sums).norm(), flatten(direction).norm()).expand(len(sums))
+        factors = list(torch.where(ratios > 1, ratios, torch.ones_like(ratios)).unbind())
+    out = [gamma * f * d for f, d in zip(factors, direction, strict=True)]
+    return out, EncoderStats(cos, flat_mm.norm(), flat_u.norm(), w_mm, w_u)
+
+
+class MMPareto(PerEncoderPairStrategy):
+    """MMPareto on every encoder; two backward passes per step (not the official four)."""
+
+    name = "mmpareto"
+
+    def __init__(self, gamma: float = 1.5, rescale: str = "tensor", eps: float = 1e-8) -> None:
+        if rescale not in RESCALE_MODES:
+            raise ValueError(f"strategy.rescale={rescale!r}: use one of {list(RESCALE_MODES)}")
+        self.gamma, self.rescale, self.eps = gamma, rescale, eps
+
+    def combine_encoder(
+        self,
+        g_mm: list[torch.Tensor],
+        g_u: list[torch.Tensor],
+    ) -> tuple[list[torch.Tensor], EncoderStats]:
+        return combine(g_mm, g_u, self.gamma, self.rescale, self.eps)

@@ -1,0 +1,201 @@
+"""``mmbench train``: compose the config, build every part, fit, write the run directory.
+
+Returns the sweep metric (``optimized_metric``, e.g. ``val.acc``) so Hydra sweepers can
+optimise it. In a multirun a failing job is recorded (``metrics.json`` with status
+``failed``) and the sweep goes on; a single run re-raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import subprocess
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mmbench.engine import Engine, TrainerSettings, configure_determinism, seed_everything
+from mmbench.models.modality import IncompatibleConfigError, ModalitySpec, modality_specs
+from mmbench.models.multimodal import MultimodalClassifier
+from mmbench.utils import atomic
+
+log = logging.getLogger(__name__)
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+AXES = ("dataset", "backbone", "fusion", "strategy", "optim")
+
+
+def git_revision() -> str:
+    """The code revision (``<sha>`` or ``<sha>-dirty``), ``unknown`` outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    known = {f.name for f in dataclasses.fields(TrainerSettings)}
+    given = OmegaConf.to_container(cfg.trainer, resolve=True)
+    unknown = sorted(set(given) - known - {"name"})
+    if unknown:
+        raise IncompatibleConfigError(
+            f"trainer: unknown keys {unknown}; known keys are {sorted(known)}"
+        )
+    return TrainerSettings(**{k: v for k, v in given.items() if k in known})
+
+
+def build_model(cfg: DictConfig) -> MultimodalClassifier:
+    """The model for this dataset's modalities; refuses backbone/modality mismatches."""
+    specs = modality_specs(OmegaConf.to_container(cfg.dataset.modalities, resolve=True))
+    return MultimodalClassifier(
+        specs,
+        instantiate(cfg.backbone.factory),
+        instantiate(cfg.fusion.module),
+        int(cfg.dataset.num_classes),
+    )
+
+
+def check_sample_shapes(splits: Any, specs: list[ModalitySpec], dataset: str) -> None:
+    """The data must match the modalities the config declares (clear error otherwise)."""
+    sample = splits.train[0]
+    for spec in specs:
+        if spec.name not in sample:
+            raise IncompatibleConfigError(
+                f"dataset {dataset}: samples have no modality '{spec.name}' "
+                f"(keys: {sorted(sample)}); fix dataset.modalities"
+            )
+        shape = tuple(sample[spec.name].shape)
+        if shape != spec.shape:
+            raise IncompatibleConfigError(
+                f"dataset {dataset}: modality '{spec.name}' samples have shape {list(shape)}, "
+                f"the config declares {list(spec.shape)}; fix dataset.modalities"
+            )
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A hash of everything that determines the result (resume knobs excluded)."""
+    node = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [*AXES, "trainer", "seed"]), resolve=True
+    )
+    for knob in ("resume", "stop_after_epochs"):
+        node["trainer"].pop(knob, None)
+    return hashlib.sha1(json.dumps(node, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_info(cfg: DictConfig) -> dict[str, Any]:
+    """The run's identity: config axes, seed, epochs, config hash, code revision."""
+    return {
+        **{axis: str(cfg[axis].name) for axis in AXES},
+        "seed": int(cfg.seed),
+        "epochs": int(cfg.trainer.epochs),
+        "config_hash": config_hash(cfg),
+        "git_rev": git_revision(),
+    }
+
+
+def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Build dataset, model, strategy, optimiser from the config and train."""
+    settings = trainer_settings(cfg)
+    existing = run_dir / "metrics.json"
+    if settings.resume and existing.is_file():
+        done = json.loads(existing.read_text())
+        if done.get("status") == "completed":
+            log.info("%s is complete; nothing to resume", run_dir)
+            return done
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    configure_determinism(settings.deterministic)
+    seed_everything(int(cfg.seed))
+    model = build_model(cfg)
+    strategy = instantiate(cfg.strategy.method)
+    splits = instantiate(cfg.dataset.build)
+    check_sample_shapes(splits, model.modalities, str(cfg.dataset.name))
+    optimizer = instantiate(cfg.optim.optimizer)(params=model.parameters())
+    scheduler = (
+        instantiate(cfg.optim.scheduler)(optimizer) if cfg.optim.get("step_scheduler") else None
+    )
+    engine = Engine(
+        model,
+        strategy,
+        optimizer,
+        scheduler,
+        splits,
+        settings,
+        int(cfg.seed),
+        run_dir,
+        run_info(cfg),
+    )
+    start = time.perf_counter()
+    summary = engine.fit()
+    summary["timing"]["wall_s"] = time.perf_counter() - start
+    summary["overrides"] = (
+        list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    )
+    atomic.write_json(run_dir / "metrics.json", summary)
+    return summary
+
+
+def metric_value(summary: dict[str, Any], dotted: str) -> float:
+    """``val.acc`` -> summary["protocols"]["val"]["acc"]; NaN when unavailable."""
+    node: Any = summary.get("protocols", {})
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return float(node) if isinstance(node, int | float) else float("nan")
+
+
+def record_failure(cfg: DictConfig, run_dir: Path, error: BaseException) -> None:
+    """Write a failed ``metrics.json`` (status, error, traceback tail) for the collector."""
+    info = {axis: OmegaConf.select(cfg, f"{axis}.name") for axis in AXES}
+    atomic.write_json(
+        run_dir / "metrics.json",
+        {
+            **info,
+            "seed": int(cfg.seed),
+            "git_rev": git_revision(),
+            "status": "interrupted" if type(error).__name__ == "Interrupted" else "failed",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc()[-4000:],
+        },
+    )
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the sweep metric."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = fit(cfg, run_dir)
+    except Exception as error:
+        record_failure(cfg, run_dir, error)
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        if multirun and cfg.get("continue_on_failure", True):
+            log.error("run failed and was recorded in %s: %s", run_dir / "metrics.json", error)
+            return float("nan")
+        raise
+    value = metric_value(summary, str(cfg.optimized_metric))
+    log.info("%s = %.4f  (run dir %s)", cfg.optimized_metric, value, run_dir)
+    return value
