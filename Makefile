@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install test bench bench-speed lint format clean
+.PHONY: install test bench bench-all bench-speed bench-data lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ test: $(STAMP)  ## the test suite (lint + pytest, CPU only)
 bench: $(STAMP)  ## embedded benchmark: cgmnist_mini x 4 strategies x 3 seeds -> leaderboard
 	$(BIN)/mmbench train --multirun experiment=bench
 
+bench-all: $(STAMP)  ## embedded benchmark over every strategy x 3 seeds
+	$(BIN)/mmbench train --multirun experiment=bench_all
+
 bench-speed: $(STAMP)  ## step cost per strategy -> outputs/benchmarks/step_cost.csv
 	$(BIN)/mmbench bench-speed --out outputs/benchmarks/step_cost.csv
+
+bench-data: $(STAMP)  ## data-loader throughput -> outputs/benchmarks/data_throughput.csv
+	$(BIN)/mmbench bench-data --out outputs/benchmarks/data_throughput.csv
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmbench tests

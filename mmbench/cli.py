@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -12,7 +13,15 @@ commands:
   train [hydra overrides...]         one run, or a sweep with -m/--multirun
   collect DIR... --name NAME         run/multirun dirs -> outputs/leaderboards/NAME/
   bench-speed [--out CSV]            step cost per strategy -> outputs/benchmarks/step_cost.csv
+  prepare DATASET --raw RAW --out DIR  raw dataset files -> the prepared layout (once)
+  bench-data [--out CSV]             loader throughput -> outputs/benchmarks/data_throughput.csv
 """
+
+MODULE_COMMANDS = {
+    "bench-speed": "mmbench.bench.step_cost",
+    "prepare": "mmbench.data.prepare",
+    "bench-data": "mmbench.bench.data_throughput",
+}
 
 
 def collect(argv: list[str]) -> int:
@@ -47,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "collect":
         return collect(rest)
-    if command == "bench-speed":
-        from mmbench.bench import step_cost
-
-        return step_cost.main(rest)
+    if command in MODULE_COMMANDS:
+        return importlib.import_module(MODULE_COMMANDS[command]).main(rest)
     print(f"mmbench: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

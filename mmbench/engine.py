@@ -204,13 +204,13 @@ class Engine:
         enabled = self.settings.amp and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def compute_losses(self, batch: dict[str, torch.Tensor]) -> StepLosses:
+    def compute_losses(self, batch: dict[str, torch.Tensor], epoch: int = 0) -> StepLosses:
         labels = batch["label"]
         with self.autocast():
             outputs = self.model(batch)
         fused = self.loss_fn(outputs.fused.float(), labels)
         unimodal = {m: self.loss_fn(outputs.unimodal[m].float(), labels) for m in self.modalities}
-        return StepLosses(fused, unimodal, outputs, labels)
+        return StepLosses(fused, unimodal, outputs, labels, batch, epoch)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -221,7 +221,7 @@ class Engine:
         for batch in self.batches("train", epoch):
             start = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
-            losses = self.compute_losses(batch)
+            losses = self.compute_losses(batch, epoch)
             if not torch.isfinite(losses.fused):
                 raise FloatingPointError(
                     f"non-finite fused loss at epoch {epoch} step {self.step}; lower optim "
@@ -248,7 +248,9 @@ class Engine:
             self.step += 1
         if self.scheduler is not None:
             self.scheduler.step()
-        return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
+        means = {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
+        self.strategy.on_epoch_end(epoch, means)
+        return means
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
@@ -278,9 +280,10 @@ class Engine:
             self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False)
         )
         columns = ["epoch", "step", "encoder", "cos", "norm_mm", "norm_u", "w_mm", "w_u"]
+        extra = sorted({k for row in self.telemetry for k in row} - set(columns))
         atomic.write_text(
             self.run_dir / "telemetry.csv",
-            pd.DataFrame(self.telemetry, columns=columns).to_csv(index=False),
+            pd.DataFrame(self.telemetry, columns=columns + extra).to_csv(index=False),
         )
         atomic.torch_save(self.run_dir / CHECKPOINT, self.state())
 

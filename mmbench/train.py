@@ -134,7 +134,8 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     strategy = instantiate(cfg.strategy.method)
     splits = instantiate(cfg.dataset.build)
     check_sample_shapes(splits, model.modalities, str(cfg.dataset.name))
-    optimizer = instantiate(cfg.optim.optimizer)(params=model.parameters())
+    params = [*model.parameters(), *strategy.parameters()]
+    optimizer = instantiate(cfg.optim.optimizer)(params=params)
     scheduler = (
         instantiate(cfg.optim.scheduler)(optimizer) if cfg.optim.get("step_scheduler") else None
     )

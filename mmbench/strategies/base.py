@@ -20,12 +20,18 @@ from mmbench.models.multimodal import ModelOutput, MultimodalClassifier
 
 @dataclass
 class StepLosses:
-    """One training step: the fused loss, the unimodal losses and what produced them."""
+    """One training step: the fused loss, the unimodal losses and what produced them.
+
+    ``batch`` (inputs by modality name, and "label") lets a strategy run extra forward
+    passes (e.g. AGM's zeroed-input responses); ``epoch`` lets it follow a schedule.
+    """
 
     fused: torch.Tensor
     unimodal: dict[str, torch.Tensor]
     outputs: ModelOutput
     labels: torch.Tensor
+    batch: dict[str, torch.Tensor] | None = None
+    epoch: int = 0
 
     def unimodal_sum(self) -> torch.Tensor:
         return torch.stack(list(self.unimodal.values())).sum()
@@ -141,7 +147,16 @@ class GradientStrategy:
     ) -> Telemetry:
         raise NotImplementedError
 
+    def parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters the strategy owns (e.g. uncertainty weights); optimised too."""
+        return []
+
+    def on_epoch_end(self, epoch: int, train_metrics: dict[str, float]) -> None:
+        """Called after each training epoch with its mean losses (``train_loss``, ...)."""
+        del epoch, train_metrics
+
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume the strategy exactly (saved in the checkpoint)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
