@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install test bench bench-all bench-speed bench-data lint format clean
+.PHONY: install test bench bench-all bench-speed bench-data paper lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ bench: $(STAMP)  ## embedded benchmark: cgmnist_mini x 4 strategies x 3 seeds ->
 
 bench-all: $(STAMP)  ## embedded benchmark over every strategy x 3 seeds
 	$(BIN)/mmbench train --multirun experiment=bench_all
+
+paper: $(STAMP)  ## the paper table: 4 datasets x 4 strategies x 3 seeds on this machine's GPUs
+	$(BIN)/mmbench train --multirun sweep=paper
+
+paper-%: $(STAMP)  ## one dataset of the paper table, e.g. make paper-cremad
+	$(BIN)/mmbench train --multirun sweep=paper_$*
 
 bench-speed: $(STAMP)  ## step cost per strategy -> outputs/benchmarks/step_cost.csv
 	$(BIN)/mmbench bench-speed --out outputs/benchmarks/step_cost.csv

@@ -11,9 +11,12 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import socket
 import subprocess
 import time
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -106,15 +109,45 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(node, sort_keys=True).encode()).hexdigest()[:12]
 
 
+SCHEDULER_ENV = {
+    "slurm_job_id": "SLURM_JOB_ID",
+    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+    "cuda_visible_devices": "CUDA_VISIBLE_DEVICES",
+}
+
+
 def run_info(cfg: DictConfig) -> dict[str, Any]:
-    """The run's identity: config axes, seed, epochs, config hash, code revision."""
+    """The run's identity (config axes, seed, epochs, config hash, code revision) and where
+    it ran (host, SLURM ids, visible GPUs)."""
     return {
         **{axis: str(cfg[axis].name) for axis in AXES},
         "seed": int(cfg.seed),
         "epochs": int(cfg.trainer.epochs),
         "config_hash": config_hash(cfg),
         "git_rev": git_revision(),
+        "host": socket.gethostname(),
+        **{key: os.environ.get(var) for key, var in SCHEDULER_ENV.items()},
     }
+
+
+def parallel_jobs() -> int:
+    """How many jobs of this sweep run at once on this machine (joblib's ``n_jobs``)."""
+    if not HydraConfig.initialized():
+        return 1
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=None)
+    if n_jobs is None:
+        return 1
+    n_jobs = int(n_jobs)
+    return (os.cpu_count() or 1) if n_jobs < 0 else max(n_jobs, 1)
+
+
+def configure_threads(requested: int | None) -> None:
+    """torch CPU threads: as configured, else the cores shared among parallel jobs."""
+    if requested:
+        torch.set_num_threads(requested)
+    elif (jobs := parallel_jobs()) > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
 
 
 def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -126,8 +159,7 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if done.get("status") == "completed":
             log.info("%s is complete; nothing to resume", run_dir)
             return done
-    if settings.num_threads:
-        torch.set_num_threads(settings.num_threads)
+    configure_threads(settings.num_threads)
     configure_determinism(settings.deterministic)
     seed_everything(int(cfg.seed))
     model = build_model(cfg)
@@ -150,9 +182,11 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         run_dir,
         run_info(cfg),
     )
-    start = time.perf_counter()
+    started_at, start = datetime.now(timezone.utc).isoformat(), time.perf_counter()
     summary = engine.fit()
     summary["timing"]["wall_s"] = time.perf_counter() - start
+    summary["started_at"] = started_at
+    summary["finished_at"] = datetime.now(timezone.utc).isoformat()
     summary["overrides"] = (
         list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     )

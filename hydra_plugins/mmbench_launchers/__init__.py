@@ -1,0 +1,1 @@
+"""mmbench's Hydra launcher plugins (Hydra discovers plugins in the hydra_plugins package)."""
