@@ -11,7 +11,8 @@ USAGE = """usage: mmbench <command> [args]
 
 commands:
   train [hydra overrides...]         one run, or a sweep with -m/--multirun
-  collect DIR... --name NAME         run/multirun dirs -> outputs/leaderboards/NAME/
+  collect DIR... --name NAME [--allow-mixed]
+                                     run/multirun dirs -> outputs/leaderboards/NAME/
   bench-speed [--out CSV]            step cost per strategy -> outputs/benchmarks/step_cost.csv
   prepare DATASET --raw RAW --out DIR  raw dataset files -> the prepared layout (once)
   bench-data [--out CSV]             loader throughput -> outputs/benchmarks/data_throughput.csv
@@ -29,16 +30,24 @@ def collect(argv: list[str]) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="run or multirun directories")
     parser.add_argument("--name", required=True, help="leaderboard folder name")
     parser.add_argument("--out", type=Path, default=Path("outputs/leaderboards"))
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="pool runs of different code revisions or configurations in one cell",
+    )
+    parser.add_argument(
+        "--smooth", type=int, default=5, help="moving-average width of the cosine plot"
+    )
     args = parser.parse_args(argv)
     from mmbench.results import write_leaderboard
 
     try:
-        out = write_leaderboard(args.dirs, args.name, args.out)
+        out = write_leaderboard(args.dirs, args.name, args.out, args.allow_mixed, args.smooth)
     except (FileNotFoundError, ValueError) as error:
         print(f"mmbench collect: {error}", file=sys.stderr)
         return 2
     print((out / "leaderboard.md").read_text())
-    print(f"written: {out}/runs.csv, leaderboard.csv, leaderboard.md")
+    print(f"written: {out}/runs.csv, leaderboard.csv, comparison.csv, leaderboard.md, plots/")
     return 0
 
 

@@ -1,90 +1,184 @@
-"""Run directories -> a tidy frame (one row per run) -> leaderboards (CSV and Markdown).
+"""Run directories -> a tidy frame (one row per run) -> leaderboards, comparison and plots.
 
 Leaderboard rows are strategies (plus any other config axis that varies), columns are
 dataset x metric, cells mean ± std over seeds with n. Every metric column names its
-evaluation protocol (paper / val / last).
+evaluation protocol (paper / val / last). A leaderboard cell pools only runs of one code
+revision and one configuration (seed aside) unless ``allow_mixed`` is given.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable
+import logging
+import shlex
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
+from mmbench import plots, stats
 from mmbench.utils import atomic
 
-AXES = ["dataset", "backbone", "fusion", "strategy", "optim", "epochs"]
+log = logging.getLogger(__name__)
+
+AXES = ["dataset", "backbone", "fusion", "strategy", "optim"]
 PROTOCOLS = ["paper", "val", "last"]
+PROTOCOL_TEXT = {
+    "paper": "test metrics at the best test epoch (the official code's protocol)",
+    "val": "test metrics at the best validation epoch",
+    "last": "test metrics at the final epoch",
+}
+BASELINE = "uniform"
 RUN_COLUMNS = [
     "run_dir",
     "status",
     "error",
     *AXES,
     "seed",
+    "epochs",
     "epochs_done",
     "git_rev",
     "config_hash",
+    "setup_hash",
     "unimodal_heads_trained",
     "device",
 ]
+# Trainer knobs that change neither the numbers nor their meaning (resume, loader workers).
+IGNORED_SETUP_KEYS = {
+    "trainer.name",
+    "trainer.resume",
+    "trainer.stop_after_epochs",
+    "trainer.num_workers",
+    "trainer.num_threads",
+    "trainer.eval_batch_size",
+}
+UNKNOWN_REV = "unknown"
+MISSING = "missing"
+NOT_FAILED = ["completed", "interrupted", MISSING]
+
+
+class MixedRunsError(ValueError):
+    """Runs of different code revisions or configurations would share a leaderboard cell."""
+
+    def __init__(self, problems: list[str], command: str) -> None:
+        self.problems = problems
+        self.command = command
+        super().__init__(
+            "refusing to pool runs that differ in code revision or configuration:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nCollect those runs separately, or pool them anyway with --allow-mixed:\n  "
+            + command
+        )
+
+
+def collect_command(
+    paths: Sequence[Path], name: str, out_root: Path, allow_mixed: bool = False
+) -> str:
+    """The ``mmbench collect`` command line that collects ``paths`` into ``out_root/name``."""
+    words = ["mmbench", "collect", *map(str, paths), "--name", name, "--out", str(out_root)]
+    return shlex.join(words + (["--allow-mixed"] if allow_mixed else []))
 
 
 def find_runs(paths: Iterable[Path]) -> list[Path]:
-    """Every run directory (one holding ``metrics.json``) at or below the given paths."""
+    """Every run directory at or below the given paths.
+
+    A run directory holds ``metrics.json``, or ``.hydra/config.yaml`` alone (a job killed
+    before recording its status, or still running). Directories are resolved, so a run
+    reached twice (nested or overlapping arguments, symlinks, relative and absolute
+    spellings) is listed once.
+    """
     runs: set[Path] = set()
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such run or multirun directory")
-        if (path / "metrics.json").is_file():
-            runs.add(path)
-        runs.update(p.parent for p in path.rglob("metrics.json"))
+        runs.update(p.parent.resolve() for p in path.rglob("metrics.json") if p.is_file())
+        jobs = path.rglob(".hydra/config.yaml")
+        runs.update(p.parent.parent.resolve() for p in jobs if p.is_file())
     return sorted(runs)
 
 
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): node}
+
+
+def run_setup(run_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The run's configuration without its seed, as ``{dotted key: value}``.
+
+    From ``.hydra/config.yaml`` (the config axes and ``trainer``, unresolved so that
+    machine-specific paths do not count; ``IGNORED_SETUP_KEYS`` dropped); without that file,
+    the ``epochs`` recorded in ``metrics.json``.
+    """
+    config = run_dir / ".hydra" / "config.yaml"
+    if config.is_file():
+        cfg = OmegaConf.load(config)
+        node = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [*AXES, "trainer"]))
+        flat = _flatten(node)
+        return {k: v for k, v in flat.items() if k not in IGNORED_SETUP_KEYS}
+    return {"epochs": data.get("epochs")}
+
+
+def missing_run(run_dir: Path) -> dict[str, Any]:
+    """What ``metrics.json`` would identify, read from ``.hydra/config.yaml``; status missing."""
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    data: dict[str, Any] = {axis: OmegaConf.select(cfg, f"{axis}.name") for axis in AXES}
+    data.update(
+        seed=OmegaConf.select(cfg, "seed"),
+        epochs=OmegaConf.select(cfg, "trainer.epochs"),
+        status=MISSING,
+        error="no metrics.json: the job was killed before recording its status, "
+        "or is still running",
+    )
+    return data
+
+
 def flatten_run(run_dir: Path) -> dict[str, Any]:
-    """One run's ``metrics.json`` as a flat row."""
+    """One run's ``metrics.json`` as a flat row (plus its ``setup`` as sorted JSON)."""
     path = run_dir / "metrics.json"
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text()) if path.is_file() else missing_run(run_dir)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error}); delete or re-run that job") from None
     row: dict[str, Any] = {"run_dir": str(run_dir)}
-    row.update({k: data.get(k) for k in RUN_COLUMNS if k != "run_dir"})
+    row.update({k: data.get(k) for k in RUN_COLUMNS if k not in ("run_dir", "setup_hash")})
+    row["git_rev"] = data.get("git_rev") or UNKNOWN_REV
+    row["overrides"] = " ".join(data.get("overrides") or [])
+    setup = json.dumps(run_setup(run_dir, data), sort_keys=True, default=str)
+    row["setup"] = setup
+    row["setup_hash"] = hashlib.sha1(setup.encode()).hexdigest()[:12]
     for protocol, values in (data.get("protocols") or {}).items():
         for key, value in (values or {}).items():
             row[f"{protocol}_{key}"] = value
     for encoder, values in (data.get("conflict") or {}).items():
         row[f"cos_{encoder}"] = values.get("mean_cos")
         row[f"conflict_rate_{encoder}"] = values.get("conflict_rate")
+        row[f"conflict_steps_{encoder}"] = values.get("steps")
     for key, value in (data.get("timing") or {}).items():
         row[key] = value
     row["peak_memory_mb"] = data.get("peak_memory_mb")
+    row["peak_memory_kind"] = data.get("peak_memory_kind")
     return row
 
 
 def load_runs(paths: Iterable[Path]) -> pd.DataFrame:
-    """The tidy frame of all runs found under ``paths``."""
+    """The tidy frame of all runs found under ``paths`` (one row per run directory)."""
+    paths = list(map(Path, paths))
     runs = find_runs(paths)
     if not runs:
         raise FileNotFoundError(
             f"no run directories (with metrics.json) under {[str(p) for p in paths]}"
         )
     return pd.DataFrame([flatten_run(r) for r in runs]).sort_values(
-        ["dataset", "strategy", "seed"], na_position="last", ignore_index=True
+        ["dataset", "strategy", "seed", "run_dir"], na_position="last", ignore_index=True
     )
-
-
-def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Leaderboard metrics present in the frame, in display order."""
-    wanted = [f"{p}_{m}" for p in PROTOCOLS for m in ("acc", "map")]
-    wanted += sorted(c for c in frame if c.startswith("val_acc_"))
-    wanted += sorted(c for c in frame if c.startswith("cos_"))
-    wanted += ["ms_per_step"]
-    return [c for c in wanted if c in frame]
 
 
 def row_axes(frame: pd.DataFrame) -> list[str]:
@@ -97,16 +191,100 @@ def row_axes(frame: pd.DataFrame) -> list[str]:
     return ["strategy", *varying]
 
 
-def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
-    """mean, std and n per (row axes, dataset, metric) over completed runs."""
+def cell_keys(frame: pd.DataFrame) -> list[str]:
+    """The columns that identify a leaderboard cell: the row axes and the dataset."""
+    return [*row_axes(frame), "dataset"]
+
+
+def modalities(frame: pd.DataFrame) -> list[str]:
+    """Modality names of the per-protocol unimodal accuracy columns, in first-seen order."""
+    found = [c.split("_acc_", 1)[1] for c in frame for p in PROTOCOLS if c.startswith(f"{p}_acc_")]
+    return list(dict.fromkeys(found))
+
+
+def encoders(frame: pd.DataFrame) -> list[str]:
+    """Encoder names of the conflict columns, in first-seen order."""
+    return [c.removeprefix("cos_") for c in frame if c.startswith("cos_")]
+
+
+def protocol_metrics(frame: pd.DataFrame, protocol: str) -> list[str]:
+    """The metrics of one protocol present in the frame: acc, MAP, unimodal-head accuracies."""
+    wanted = [f"{protocol}_acc", f"{protocol}_map"]
+    wanted += [f"{protocol}_acc_{m}" for m in modalities(frame)]
+    return [c for c in wanted if c in frame]
+
+
+def cost_metrics(frame: pd.DataFrame) -> list[str]:
+    """Protocol-free metrics with data: gradient conflict per encoder, step time, peak memory."""
+    wanted = [f"{k}_{e}" for e in encoders(frame) for k in ("cos", "conflict_rate")]
+    wanted += ["ms_per_step", "peak_memory_mb"]
+    return [c for c in wanted if c in frame and frame[c].notna().any()]
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Every leaderboard metric present in the frame, in display order."""
+    return [m for p in PROTOCOLS for m in protocol_metrics(frame, p)] + cost_metrics(frame)
+
+
+def _describe_cell(key: Sequence[Any], names: Sequence[str]) -> str:
+    return ", ".join(f"{n}={k}" for n, k in zip(names, key, strict=True))
+
+
+def _seeds(group: pd.DataFrame) -> str:
+    seeds = sorted(group["seed"].dropna().astype(int).tolist())
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def mixing_problems(frame: pd.DataFrame) -> list[str]:
+    """Why completed runs sharing a leaderboard cell must not be pooled (empty: they may).
+
+    A cell must hold one code revision (``<sha>``, ``<sha>-dirty`` and ``unknown`` are all
+    distinct), one configuration apart from the seed (``setup``), and each seed once.
+    Failed and interrupted runs are only counted, never pooled, so they are not checked.
+    """
+    keys = cell_keys(frame)
     done = frame[frame["status"] == "completed"]
-    rows = row_axes(frame)
+    problems = []
+    for key, group in done.groupby(keys, dropna=False, sort=True):
+        cell = f"cell {_describe_cell(key, keys)}"
+        if group["git_rev"].nunique(dropna=False) > 1:
+            revs = "; ".join(
+                f"{rev} ({len(g)} run{'s' * (len(g) > 1)}, {_seeds(g)})"
+                for rev, g in group.groupby("git_rev", sort=True)
+            )
+            problems.append(f"{cell}: runs of different code revisions (git_rev): {revs}")
+        setups = [json.loads(s) for s in group["setup"]]
+        for name in sorted({k for s in setups for k in s}):
+            values = pd.Series([json.dumps(s.get(name, "<absent>")) for s in setups])
+            if values.nunique() > 1:
+                detail = "; ".join(
+                    f"{value} ({_seeds(group[(values == value).to_numpy()])})"
+                    for value in sorted(values.unique())
+                )
+                problems.append(f"{cell}: config {name} differs: {detail}")
+        repeated = group[group.duplicated("seed", keep=False)]
+        for seed, g in repeated.groupby("seed"):
+            dirs = ", ".join(g["run_dir"])
+            problems.append(f"{cell}: seed {seed} appears in {len(g)} runs ({dirs})")
+    return problems
+
+
+def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
+    """mean, std (ddof 1) and n per cell over completed runs; the others counted by status.
+
+    ``failed`` counts every status but completed, interrupted and missing.
+    """
+    keys = cell_keys(frame)
     records = []
-    for key, group in frame.groupby([*rows, "dataset"], dropna=False, sort=True):
-        finished = done.loc[done.index.intersection(group.index)]
-        record = dict(zip([*rows, "dataset"], key, strict=True))
+    for key, group in frame.groupby(keys, dropna=False, sort=True):
+        finished = group[group["status"] == "completed"]
+        record = dict(zip(keys, key, strict=True))
         record["n"] = len(finished)
-        record["failed"] = len(group) - len(finished)
+        record["failed"] = int((~group["status"].isin(NOT_FAILED)).sum())
+        record["interrupted"] = int((group["status"] == "interrupted").sum())
+        record[MISSING] = int((group["status"] == MISSING).sum())
+        heads = finished["unimodal_heads_trained"].dropna()
+        record["unimodal_heads_trained"] = bool(heads.all()) if len(heads) else np.nan
         for metric in metric_columns(frame):
             values = pd.to_numeric(finished[metric], errors="coerce").dropna()
             record[f"{metric}_mean"] = values.mean() if len(values) else np.nan
@@ -116,7 +294,11 @@ def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def wide(board: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows: strategy (+ varying axes); columns: ``<dataset>/<metric>/<mean|std>`` and n."""
+    """Rows: strategy (+ varying axes); columns: ``<dataset>/<protocol>_<metric>_<mean|std>``.
+
+    Per dataset also ``n``, ``failed``, ``interrupted``, ``missing`` and
+    ``unimodal_heads_trained``.
+    """
     rows = row_axes(frame)
     values = [c for c in board if c not in (*rows, "dataset")]
     table = board.pivot_table(
@@ -127,80 +309,257 @@ def wide(board: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return table[ordered].reset_index()
 
 
-LABELS = {"acc": "acc", "map": "MAP", "ms_per_step": "ms/step"}
+LABELS = {"acc": "acc", "map": "MAP"}
 
 
-def _label(metric: str) -> str:
-    if metric.startswith("val_acc_"):
-        return f"val acc[{metric.removeprefix('val_acc_')}]"
-    if metric.startswith("cos_"):
-        return f"cos[{metric.removeprefix('cos_')}]"
+def label(metric: str) -> str:
+    """Column header of a metric; protocol metrics name their protocol."""
+    for prefix, name in (("cos_", "cos"), ("conflict_rate_", "conflict rate")):
+        if metric.startswith(prefix):
+            return f"{name}[{metric.removeprefix(prefix)}]"
     if metric == "ms_per_step":
         return "ms/step"
+    if metric == "peak_memory_mb":
+        return "peak MB"
     protocol, name = metric.split("_", 1)
+    if name.startswith("acc_"):
+        return f"{protocol} acc[{name.removeprefix('acc_')}]"
     return f"{protocol} {LABELS.get(name, name)}"
 
 
-def _cell(mean: float, std: float, metric: str, untrained: bool) -> str:
-    if untrained:
-        return "untrained"
+def is_percent(metric: str) -> bool:
+    """Accuracy, MAP and conflict rate are shown in %."""
+    return metric.startswith("conflict_rate_") or any(
+        metric == f"{p}_{m}" or metric.startswith(f"{p}_acc_")
+        for p in PROTOCOLS
+        for m in ("acc", "map")
+    )
+
+
+def better(metric: str) -> str | None:
+    """``'high'`` or ``'low'`` when the metric has a better direction, else None (cosine...)."""
+    if metric == "ms_per_step":
+        return "low"
+    if any(metric.startswith(f"{p}_") for p in PROTOCOLS):
+        return "high"
+    return None
+
+
+def _format(value: float, metric: str) -> str:
+    scale = 100.0 if is_percent(metric) else 1.0
+    digits = 3 if metric.startswith("cos_") else (2 if is_percent(metric) else 1)
+    return f"{value * scale:.{digits}f}"
+
+
+def _cell(mean: float, std: float, metric: str) -> str:
     if pd.isna(mean):
         return "—"
-    percent = metric.endswith(("_acc", "_map")) or metric.startswith("val_acc_")
-    scale, digits = (100.0, 2) if percent else (1.0, 3 if metric.startswith("cos_") else 1)
-    text = f"{mean * scale:.{digits}f}"
-    return text if pd.isna(std) else f"{text} ± {std * scale:.{digits}f}"
+    text = _format(mean, metric)
+    return text if pd.isna(std) else f"{text} ± {_format(std, metric)}"
 
 
-def markdown(board: pd.DataFrame, frame: pd.DataFrame) -> str:
-    """The leaderboard as a Markdown table (accuracy and MAP in %, mean ± std over seeds)."""
+def _is_untrained(rec: pd.Series, metric: str) -> bool:
+    unimodal = any(metric.startswith(f"{p}_acc_") for p in PROTOCOLS)
+    trained = rec["unimodal_heads_trained"]
+    return unimodal and not pd.isna(trained) and not bool(trained)
+
+
+def _best_mask(board: pd.DataFrame, metric: str) -> pd.Series:
+    """Cells holding the best displayed mean of a column (ties all marked)."""
+    direction = better(metric)
+    column = f"{metric}_mean"
+    if direction is None or column not in board:
+        return pd.Series(False, index=board.index)
+    shown = board[column].map(lambda v: np.nan if pd.isna(v) else float(_format(v, metric)))
+    untrained = board.apply(lambda rec: _is_untrained(rec, metric), axis=1)
+    shown = shown.where(~untrained)
+    if shown.isna().all():
+        return pd.Series(False, index=board.index)
+    target = shown.max() if direction == "high" else shown.min()
+    return shown == target
+
+
+def _count(rec: pd.Series) -> str:
+    extra = [f"{int(rec[k])} {k}" for k in ("failed", "interrupted", MISSING) if rec[k]]
+    return f"{int(rec['n'])}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _table(board: pd.DataFrame, frame: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """One Markdown table: rows = row axes, columns = dataset x (n, metrics)."""
     rows = row_axes(frame)
-    metrics = metric_columns(frame)
     datasets = sorted(board["dataset"].dropna().unique())
-    untrained = set(frame.loc[frame["unimodal_heads_trained"] == False, "strategy"])  # noqa: E712
+    best: dict[tuple[str, str], pd.Series] = {}
+    for d in datasets:
+        part = board[board["dataset"] == d]
+        for m in metrics:
+            best[(d, m)] = _best_mask(part, m)
     header = [*rows]
     for d in datasets:
-        header += [f"{d} · n"] + [f"{d} · {_label(m)}" for m in metrics]
+        header += [f"{d} · n"] + [f"{d} · {label(m)}" for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, group in board.groupby(rows, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         cells = [str(k) for k in key]
-        strategy = key[0]
         for d in datasets:
             hit = group[group["dataset"] == d]
             if hit.empty:
                 cells += ["—"] * (len(metrics) + 1)
                 continue
-            rec = hit.iloc[0]
-            n = f"{int(rec['n'])}" + (f" ({int(rec['failed'])} failed)" if rec["failed"] else "")
-            cells.append(n)
+            index, rec = hit.index[0], hit.iloc[0]
+            cells.append(_count(rec))
             for m in metrics:
-                is_untrained = m.startswith("val_acc_") and strategy in untrained
-                cells.append(_cell(rec[f"{m}_mean"], rec[f"{m}_std"], m, is_untrained))
+                if _is_untrained(rec, m):
+                    cells.append("untrained")
+                    continue
+                text = _cell(rec[f"{m}_mean"], rec[f"{m}_std"], m)
+                cells.append(f"**{text}**" if best[(d, m)].get(index, False) else text)
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [
-        "",
-        "Accuracy and MAP in %, mean ± std (sample std) over seeds; n = completed runs.",
-        "paper: test accuracy at the best test epoch (the official protocol); val: test "
-        "accuracy at the best validation epoch; last: at the final epoch. MAP: macro average "
-        "precision of the fused softmax scores. val acc[m]: the jointly trained unimodal head "
-        "of modality m at the val epoch ('untrained' when its loss is never back-propagated). "
-        "cos[m]: mean cosine between the fused and unimodal gradients of encoder m.",
+    return lines
+
+
+def _interval(low: float, high: float) -> str:
+    if pd.isna(low):
+        return "—"
+    return f"[{low * 100:+.2f}, {high * 100:+.2f}]"
+
+
+def comparison_markdown(comparison: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """The paired-comparison section (accuracy of each protocol), differences in points."""
+    lines = [f"## Paired comparison against `{BASELINE}` (matched seeds)", ""]
+    shown = comparison[comparison["metric"].isin([f"{p}_acc" for p in PROTOCOLS])]
+    if shown.empty:
+        lines.append(
+            f"No strategy shares a dataset, axes and seed with a completed `{BASELINE}` run; "
+            "nothing to compare."
+        )
+        return lines
+    group = [c for c in cell_keys(frame) if c != "strategy"]
+    header = [
+        *group,
+        "strategy",
+        "metric",
+        "n pairs",
+        "Δ mean ± std (points)",
+        "95% t CI",
+        "95% bootstrap CI",
+        "p (paired t)",
     ]
-    return "\n".join(lines + notes) + "\n"
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, rec in shown.iterrows():
+        mean = "—" if pd.isna(rec["mean_diff"]) else f"{rec['mean_diff'] * 100:+.2f}"
+        if not pd.isna(rec["std_diff"]):
+            mean += f" ± {rec['std_diff'] * 100:.2f}"
+        p = "—" if pd.isna(rec["p_value"]) else f"{rec['p_value']:.3g}"
+        cells = [str(rec[c]) for c in group] + [rec["strategy"], label(rec["metric"])]
+        cells += [str(int(rec["n_pairs"])), mean, _interval(rec["t_low"], rec["t_high"])]
+        cells += [_interval(rec["boot_low"], rec["boot_high"]), p]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Δ = strategy − {BASELINE} on the same dataset, axes and seed, in accuracy points; "
+        "t CI: paired t interval; bootstrap CI: percentile bootstrap of the mean difference "
+        "(10,000 resamples, seed 0); p: two-sided paired t-test. All pairs and MAP are in "
+        "comparison.csv.",
+    ]
+    return lines
+
+
+def markdown(
+    board: pd.DataFrame,
+    frame: pd.DataFrame,
+    comparison: pd.DataFrame | None = None,
+    warnings: Sequence[str] = (),
+) -> str:
+    """The leaderboard as Markdown: one table per protocol, one for cost, the comparison."""
+    done = frame[frame["status"] == "completed"]
+    revs = ", ".join(sorted(done["git_rev"].astype(str).unique())) or "none"
+    lines = [
+        f"{len(frame)} runs ({len(done)} completed); code revision(s) of completed runs: {revs}.",
+        "",
+    ]
+    if warnings:
+        lines += ["**Pooled despite differences (--allow-mixed):**", ""]
+        lines += [f"- {w}" for w in warnings] + [""]
+    for protocol in PROTOCOLS:
+        metrics = protocol_metrics(frame, protocol)
+        if not metrics:
+            continue
+        lines += [f"## Protocol `{protocol}`: {PROTOCOL_TEXT[protocol]}", ""]
+        lines += _table(board, frame, metrics) + [""]
+    costs = cost_metrics(frame)
+    if costs:
+        lines += ["## Gradient conflict and cost (whole run, protocol-free)", ""]
+        lines += _table(board, frame, costs) + [""]
+    if comparison is not None:
+        lines += comparison_markdown(comparison, frame) + [""]
+    lines += [
+        "## Notes",
+        "",
+        "Accuracy, MAP and conflict rate in %, mean ± std (sample std) over seeds; n = "
+        "completed runs; failed, interrupted and missing (no metrics.json: killed or still "
+        "running) runs are counted beside n and never pooled. "
+        "Bold: the best mean of its column (higher accuracy/MAP, lower ms/step; ties all "
+        "bold). MAP: macro average precision of the fused softmax scores. acc[m]: the jointly "
+        "trained unimodal head of modality m at the protocol's epoch ('untrained' when its "
+        "loss is never back-propagated). cos[m]: mean cosine between the fused and unimodal "
+        "gradients of encoder m; conflict rate[m]: share of logged steps with negative cosine.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Paired comparison of every strategy against ``BASELINE`` (acc and MAP, each protocol).
+
+    Pairs match on dataset, every other axis, the seed, and the configuration outside the
+    ``strategy`` group (so runs with e.g. different epochs are never paired).
+    """
+    done = frame[frame["status"] == "completed"].copy()
+    done["base_setup"] = [
+        json.dumps({k: v for k, v in json.loads(s).items() if not k.startswith("strategy.")})
+        for s in done["setup"]
+    ]
+    group = [c for c in cell_keys(frame) if c != "strategy"]
+    metrics = [f"{p}_{m}" for p in PROTOCOLS for m in ("acc", "map")]
+    comparison = stats.compare_to_baseline(
+        done.assign(match=done["seed"].astype(str) + "|" + done["base_setup"]),
+        metrics,
+        group,
+        seed_key="match",
+        baseline=BASELINE,
+    )
+    return comparison
 
 
 def write_leaderboard(
-    paths: Iterable[Path], name: str, out_root: Path = Path("outputs/leaderboards")
+    paths: Iterable[Path],
+    name: str,
+    out_root: Path = Path("outputs/leaderboards"),
+    allow_mixed: bool = False,
+    smooth: int = 5,
+    plot: bool = True,
 ) -> Path:
-    """Collect the runs under ``paths`` into ``out_root/name/``; returns that folder."""
+    """Collect the runs under ``paths`` into ``out_root/name/``; returns that folder.
+
+    Writes runs.csv, leaderboard.csv, comparison.csv, leaderboard.md and (``plot``)
+    plots/*.png, the cosine curves smoothed over ``smooth`` logged steps.
+    Raises :class:`MixedRunsError` when a cell would pool different revisions or
+    configurations, unless ``allow_mixed``.
+    """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"leaderboard name {name!r}: use a plain folder name like 'bench'")
     paths = list(map(Path, paths))
     frame = load_runs(paths)
+    problems = mixing_problems(frame)
+    if problems and not allow_mixed:
+        raise MixedRunsError(problems, collect_command(paths, name, out_root, allow_mixed=True))
     board = leaderboard(frame)
+    comparison = comparison_frame(frame)
     out = Path(out_root) / name
-    atomic.write_text(out / "runs.csv", frame.to_csv(index=False))
+    atomic.write_text(out / "runs.csv", frame.drop(columns="setup").to_csv(index=False))
     atomic.write_text(out / "leaderboard.csv", wide(board, frame).to_csv(index=False))
-    atomic.write_text(out / "leaderboard.md", f"# Leaderboard: {name}\n\n" + markdown(board, frame))
+    atomic.write_text(out / "comparison.csv", comparison.to_csv(index=False))
+    text = markdown(board, frame, comparison, problems)
+    atomic.write_text(out / "leaderboard.md", f"# Leaderboard: {name}\n\n" + text)
+    if plot:
+        plots.write_plots(frame, out / "plots", row_axes(frame), smooth=smooth)
     return out
