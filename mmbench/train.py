@@ -100,9 +100,13 @@ def check_sample_shapes(splits: Any, specs: list[ModalitySpec], dataset: str) ->
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A hash of everything that determines the result (resume knobs excluded)."""
+    """A hash of everything that determines the result (resume knobs excluded).
+
+    Hashed unresolved: interpolations (e.g. ``${paths.data_dir}``) count as written, so
+    moving the data does not change a run's identity.
+    """
     node = OmegaConf.to_container(
-        OmegaConf.masked_copy(cfg, [*AXES, "trainer", "seed"]), resolve=True
+        OmegaConf.masked_copy(cfg, [*AXES, "trainer", "seed"]), resolve=False
     )
     for knob in ("resume", "stop_after_epochs"):
         node["trainer"].pop(knob, None)
