@@ -2,8 +2,11 @@
 
 A step = zero grads, forward, losses, the strategy's backward, SGD step. Strategies are
 timed interleaved (round-robin blocks) on identical model copies and batches; the
-median over all timed steps is reported. ``official_4pass`` is the official MMPareto
-procedure (4 backward passes, cloned grads) for reference.
+median over all timed steps is reported. Every strategy config in conf/strategy/ is
+priced (instantiated from its yaml with ``${seed}`` = 0 and ``${dataset.modalities}`` = the
+case's modalities), plus ``official_4pass``, the official MMPareto procedure (4 backward
+passes, cloned grads) for reference. Each row has its ``cost_class`` (one backward, two
+backward, extra forward, four backward) and the table is grouped by it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
 from mmbench.engine import resolve_device
@@ -26,19 +31,39 @@ from mmbench.models.fusion import ConcatFusion
 from mmbench.models.modality import ModalitySpec
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.strategies.base import GradientStrategy, StepLosses
-from mmbench.strategies.mgda import MGDA
-from mmbench.strategies.mmpareto import MMPareto
 from mmbench.strategies.official_mmpareto import OfficialFourPassMMPareto
-from mmbench.strategies.one_joint_loss import OneJointLoss
-from mmbench.strategies.uniform import Uniform
 
-STRATEGIES: dict[str, Callable[[], GradientStrategy]] = {
-    "one_joint_loss": OneJointLoss,
-    "uniform": Uniform,
-    "mgda": MGDA,
-    "mmpareto": MMPareto,
-    "official_4pass": OfficialFourPassMMPareto,
+STRATEGY_CONF = Path(__file__).resolve().parents[2] / "conf" / "strategy"
+REFERENCE = {"official_4pass": OfficialFourPassMMPareto}
+STRATEGIES = sorted(p.stem for p in STRATEGY_CONF.glob("*.yaml")) + list(REFERENCE)
+
+COST_CLASSES = ("one backward", "two backward", "extra forward", "four backward")
+# Everything else (per-encoder g_mm and g_u: mgda, mmpareto, the aggregators) is two backward.
+COST_CLASS = {
+    "one_joint_loss": "one backward",
+    "uniform": "one backward",
+    "ogm_ge": "one backward",
+    "uncertainty": "one backward",
+    "dwa": "one backward",
+    "rlw": "one backward",
+    "agm": "extra forward",
+    "official_4pass": "four backward",
 }
+
+
+def cost_class(name: str) -> str:
+    return COST_CLASS.get(name, "two backward")
+
+
+def build_strategy(name: str, modalities: tuple[ModalitySpec, ...]) -> GradientStrategy:
+    """The strategy of conf/strategy/<name>.yaml (or a reference procedure)."""
+    if name in REFERENCE:
+        return REFERENCE[name]()
+    root = OmegaConf.create(
+        {"seed": 0, "dataset": {"modalities": [{"name": m.name} for m in modalities]}}
+    )
+    root.strategy = OmegaConf.load(STRATEGY_CONF / f"{name}.yaml")
+    return instantiate(root.strategy.method)
 
 
 @dataclass(frozen=True)
@@ -101,6 +126,7 @@ def time_steps(
             {m: loss_fn(v, batch["label"]) for m, v in out.unimodal.items()},
             out,
             batch["label"],
+            batch,
         )
         strategy.backward(model, losses, telemetry=False)
         optimizer.step()
@@ -126,11 +152,9 @@ def measure(
     runs = {}
     for name in strategies:
         model = copy.deepcopy(base)
-        runs[name] = (
-            model,
-            STRATEGIES[name](),
-            torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9),
-        )
+        strategy = build_strategy(name, case.modalities)
+        params = [*model.parameters(), *strategy.parameters()]
+        runs[name] = (model, strategy, torch.optim.SGD(params, lr=1e-3, momentum=0.9))
         time_steps(*runs[name], batch, warmup)
     samples: dict[str, list[float]] = {name: [] for name in strategies}
     for _ in range(repeats):
@@ -143,36 +167,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmbench bench-speed", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/step_cost.csv"))
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument(
-        "--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES)
-    )
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per block")
     parser.add_argument("--repeats", type=int, default=4, help="interleaved blocks")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if "uniform" not in args.strategies:
-        args.strategies.insert(0, "uniform")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.strategies = list(dict.fromkeys(["uniform", *args.strategies]))
     device = resolve_device(args.device)
     rows = []
     for model_name in args.models:
         medians = measure(
             CASES[model_name], args.strategies, args.steps, args.repeats, args.warmup, device
         )
-        for name, ms in medians.items():
+        order = sorted(medians, key=lambda n: (COST_CLASSES.index(cost_class(n)), medians[n]))
+        for name in order:
+            ms = medians[name]
             rows.append(
                 {
                     "model": model_name,
                     "strategy": name,
                     "ms_per_step": round(ms, 3),
                     "ratio_to_uniform": round(ms / medians["uniform"], 3),
+                    "cost_class": cost_class(name),
                     "device": str(device),
                     "batch_size": CASES[model_name].batch_size,
                     "timed_steps": args.steps * args.repeats,
                 }
             )
             print(
-                f"{model_name:20s} {name:16s} {ms:9.2f} ms/step  "
+                f"{model_name:20s} {cost_class(name):14s} {name:16s} {ms:9.2f} ms/step  "
                 f"x{ms / medians['uniform']:.2f} uniform",
                 flush=True,
             )

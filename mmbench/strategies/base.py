@@ -215,3 +215,19 @@ class PerEncoderPairStrategy(GradientStrategy):
                 combined[i] = g
         assign_gradients(grads.params, combined)
         return stats_to_floats(stats) if telemetry else {}
+
+
+def one_pass_telemetry(
+    model: MultimodalClassifier,
+    losses: StepLosses,
+    weights: dict[str, tuple[float, float]],
+    extra: dict[str, dict[str, float]] | None = None,
+) -> Telemetry:
+    """Telemetry of a one-backward strategy: measured cos and norms (two extra passes that
+    keep the graph, so call it before the strategy's backward), the weights (w_mm, w_u) it
+    applies to each encoder's two gradients, and any extra per-encoder keys (e.g. ``k``)."""
+    rows = stats_to_floats(GradientStrategy.measure_conflict(model, losses, 0.0, 0.0))
+    for name, row in rows.items():
+        row["w_mm"], row["w_u"] = (float(w) for w in weights[name])
+        row.update((extra or {}).get(name, {}))
+    return rows
