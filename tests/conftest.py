@@ -49,8 +49,9 @@ def step_losses(model: MultimodalClassifier, batch: dict[str, torch.Tensor]) -> 
     out = model(batch)
     ce = torch.nn.functional.cross_entropy
     labels = batch["label"]
-    return StepLosses(ce(out.fused, labels), {m: ce(v, labels) for m, v in out.unimodal.items()},
-                      out, labels)
+    return StepLosses(
+        ce(out.fused, labels), {m: ce(v, labels) for m, v in out.unimodal.items()}, out, labels
+    )
 
 
 def make_conflicting(model: MultimodalClassifier) -> None:

@@ -31,19 +31,33 @@ def group(name: str) -> list[str]:
 DATASETS, BACKBONES = group("dataset"), group("backbone")
 FUSIONS, STRATEGIES = group("fusion"), group("strategy")
 # The kinds each backbone encodes; any other modality kind must be refused at start.
-ACCEPTS = {"convnet": {"image"}, "resnet18": {"image", "audio", "frames"},
-           "resnet18_audio": {"audio"}, "resnet18_visual": {"image", "frames"}}
+ACCEPTS = {
+    "convnet": {"image"},
+    "resnet18": {"image", "audio", "frames"},
+    "resnet18_audio": {"audio"},
+    "resnet18_visual": {"image", "frames"},
+}
 
 
 @pytest.fixture(scope="module")
 def configs():
     """compose(dataset, backbone, fusion, strategy) inside one Hydra initialisation."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        def _compose(dataset: str, backbone: str, fusion: str, strategy: str,
-                     *extra: str) -> DictConfig:
-            return compose(config_name="train", overrides=[
-                f"dataset={dataset}", f"backbone={backbone}", f"fusion={fusion}",
-                f"strategy={strategy}", *extra])
+
+        def _compose(
+            dataset: str, backbone: str, fusion: str, strategy: str, *extra: str
+        ) -> DictConfig:
+            return compose(
+                config_name="train",
+                overrides=[
+                    f"dataset={dataset}",
+                    f"backbone={backbone}",
+                    f"fusion={fusion}",
+                    f"strategy={strategy}",
+                    *extra,
+                ],
+            )
+
         yield _compose
 
 
@@ -59,9 +73,14 @@ def step(model, strategy, specs, num_classes: int) -> None:
     out = model(batch)
     assert out.fused.shape == (2, num_classes)
     ce = torch.nn.functional.cross_entropy
-    losses = StepLosses(ce(out.fused, batch["label"]),
-                        {m: ce(v, batch["label"]) for m, v in out.unimodal.items()},
-                        out, batch["label"], batch, 0)
+    losses = StepLosses(
+        ce(out.fused, batch["label"]),
+        {m: ce(v, batch["label"]) for m, v in out.unimodal.items()},
+        out,
+        batch["label"],
+        batch,
+        0,
+    )
     strategy.backward(model, losses, telemetry=True)
     for name, params in model.encoder_parameters().items():
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params), name
@@ -94,8 +113,12 @@ def test_every_dataset_backbone_fusion(configs, dataset: str) -> None:
     for backbone, fusion in itertools.product(BACKBONES, FUSIONS):
         cfg = configs(dataset, backbone, fusion, "mmpareto")
         if compatible(cfg, backbone):
-            step(build_model(cfg), instantiate(cfg.strategy.method),
-                 modality_specs(cfg.dataset.modalities), cfg.dataset.num_classes)
+            step(
+                build_model(cfg),
+                instantiate(cfg.strategy.method),
+                modality_specs(cfg.dataset.modalities),
+                cfg.dataset.num_classes,
+            )
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -104,8 +127,12 @@ def test_every_strategy_with_every_fusion(configs, fusion: str) -> None:
     for strategy in STRATEGIES:
         cfg = configs("cgmnist_mini", "convnet", fusion, strategy)
         model = build_model(cfg) if model is None else model
-        step(model, instantiate(cfg.strategy.method), modality_specs(cfg.dataset.modalities),
-             cfg.dataset.num_classes)
+        step(
+            model,
+            instantiate(cfg.strategy.method),
+            modality_specs(cfg.dataset.modalities),
+            cfg.dataset.num_classes,
+        )
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -114,14 +141,19 @@ def test_every_strategy_on_every_dataset(configs, dataset: str) -> None:
     for strategy in STRATEGIES:
         cfg = configs(dataset, "resnet18", "concat", strategy)
         model = build_model(cfg) if model is None else model
-        step(model, instantiate(cfg.strategy.method), modality_specs(cfg.dataset.modalities),
-             cfg.dataset.num_classes)
+        step(
+            model,
+            instantiate(cfg.strategy.method),
+            modality_specs(cfg.dataset.modalities),
+            cfg.dataset.num_classes,
+        )
 
 
 @pytest.mark.slow
 def test_full_product_composes(configs) -> None:
-    for dataset, backbone, fusion, strategy in itertools.product(DATASETS, BACKBONES, FUSIONS,
-                                                                 STRATEGIES):
+    for dataset, backbone, fusion, strategy in itertools.product(
+        DATASETS, BACKBONES, FUSIONS, STRATEGIES
+    ):
         cfg = configs(dataset, backbone, fusion, strategy)
         specs = modality_specs(cfg.dataset.modalities)
         assert all(s.kind in ACCEPTS[backbone] for s in specs) == compatible(cfg, backbone)
@@ -132,5 +164,6 @@ def test_fusion_keys_are_reachable(configs) -> None:
     cfg = configs("cgmnist_mini", "convnet", "film", "mmpareto", "fusion.module.condition=1")
     assert cfg.fusion.module.condition == 1
     with pytest.raises(IncompatibleConfigError, match="condition=5"):
-        build_model(configs("cgmnist_mini", "convnet", "film", "mmpareto",
-                            "fusion.module.condition=5"))
+        build_model(
+            configs("cgmnist_mini", "convnet", "film", "mmpareto", "fusion.module.condition=5")
+        )

@@ -12,8 +12,13 @@ import torch
 from mmbench.engine import Interrupted
 from mmbench.train import fit
 
-FAST = ["trainer.limit_train_batches=4", "trainer.telemetry_every=2", "trainer.epochs=2",
-        "dataset.build.val_per_class=10", "dataset.build.test_per_class=20"]
+FAST = [
+    "trainer.limit_train_batches=4",
+    "trainer.telemetry_every=2",
+    "trainer.epochs=2",
+    "dataset.build.val_per_class=10",
+    "dataset.build.test_per_class=20",
+]
 
 
 @pytest.mark.parametrize("strategy", ["one_joint_loss", "uniform", "mgda", "mmpareto"])
@@ -80,15 +85,18 @@ def test_resume_gives_the_uninterrupted_result(compose_cfg, tmp_path: Path) -> N
     assert not (tmp_path / "resumed" / "metrics.json").exists()
     assert len(pd.read_csv(tmp_path / "resumed" / "history.csv")) == 1
     fit(compose_cfg([*common, "trainer.resume=true"]), tmp_path / "resumed")
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())
-            for d in ("straight", "resumed"))
+    a, b = (
+        json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "resumed")
+    )
     assert a["protocols"] == b["protocols"] and a["conflict"] == b["conflict"]
     for name in ("history.csv", "telemetry.csv"):
         x, y = (pd.read_csv(tmp_path / d / name) for d in ("straight", "resumed"))
         x, y = (f.drop(columns="epoch_s", errors="ignore") for f in (x, y))
         pd.testing.assert_frame_equal(x, y)
-    wa, wb = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"]
-              for d in ("straight", "resumed"))
+    wa, wb = (
+        torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"]
+        for d in ("straight", "resumed")
+    )
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 

@@ -136,8 +136,9 @@ def test_gradients_are_truly_separate_and_conflict_on_a_real_batch() -> None:
     alone_mm = torch.autograd.grad(losses.fused, params, retain_graph=True, allow_unused=True)
     alone_gray = torch.autograd.grad(losses.unimodal["gray"], params, allow_unused=True)
     gray = {id(p) for p in model.encoders["gray"].parameters()}
-    for p, sep_mm, ref_mm, sep_u, ref_u in zip(params, grads.fused, alone_mm, grads.unimodal,
-                                               alone_gray, strict=True):
+    for p, sep_mm, ref_mm, sep_u, ref_u in zip(
+        params, grads.fused, alone_mm, grads.unimodal, alone_gray, strict=True
+    ):
         if sep_mm is not None:
             assert torch.allclose(sep_mm, ref_mm)
         if id(p) in gray:
@@ -189,15 +190,16 @@ def test_heads_equal_uniform_and_encoders_scale_without_conflict() -> None:
         else:
             encoder = name.split(".")[1]
             if telemetry[encoder]["cos"] > 0:
-                assert torch.allclose(grads["mmpareto"][name], 1.5 * g, rtol=1e-4,
-                                      atol=1e-7), name
+                assert torch.allclose(grads["mmpareto"][name], 1.5 * g, rtol=1e-4, atol=1e-7), name
 
 
 def test_two_backward_passes_per_step() -> None:
     model, batch = tiny_model(), tiny_batch()
     losses = step_losses(model, batch)
-    with mock.patch("torch.autograd.grad", wraps=torch.autograd.grad) as grad, \
-            mock.patch("torch.Tensor.backward", autospec=True) as backward:
+    with (
+        mock.patch("torch.autograd.grad", wraps=torch.autograd.grad) as grad,
+        mock.patch("torch.Tensor.backward", autospec=True) as backward,
+    ):
         MMPareto().backward(model, losses, telemetry=True)
     assert grad.call_count == 2
     assert backward.call_count == 0

@@ -15,8 +15,17 @@ TINY = ["trainer=debug", "dataset.build.val_per_class=10", "dataset.build.test_p
 
 def sweep(tmp_path: Path, *overrides: str, name: str = "t") -> subprocess.CompletedProcess:
     """Run ``mmbench train -m`` in a subprocess, outputs under tmp_path."""
-    cmd = [sys.executable, "-m", "mmbench.cli", "train", "-m", *TINY,
-           f"paths.output_dir={tmp_path / 'outputs'}", f"leaderboard.name={name}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmbench.cli",
+        "train",
+        "-m",
+        *TINY,
+        f"paths.output_dir={tmp_path / 'outputs'}",
+        f"leaderboard.name={name}",
+        *overrides,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -27,12 +36,18 @@ def metrics(root: Path) -> list[dict]:
 
 
 def test_parallel_sweep_two_strategies_two_seeds(tmp_path: Path) -> None:
-    result = sweep(tmp_path, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
-                   "strategy=uniform,mmpareto", "seed=0,1")
+    result = sweep(
+        tmp_path,
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        "strategy=uniform,mmpareto",
+        "seed=0,1",
+    )
     runs = metrics(tmp_path / "outputs" / "multirun")
     assert len(runs) == 4 and all(r["status"] == "completed" for r in runs)
     assert {(r["strategy"], r["seed"]) for r in runs} == {
-        (s, k) for s in ("uniform", "mmpareto") for k in (0, 1)}
+        (s, k) for s in ("uniform", "mmpareto") for k in (0, 1)
+    }
     board = pd.read_csv(tmp_path / "outputs" / "leaderboards" / "t" / "runs.csv")
     assert len(board) == 4
     assert "| mmpareto |" in result.stdout  # the callback printed the leaderboard
@@ -65,12 +80,20 @@ def test_interrupted_sweep_resumes_and_skips_finished_jobs(tmp_path: Path) -> No
 
 
 def test_gpu_pool_gives_each_job_its_own_gpu(tmp_path: Path) -> None:
-    sweep(tmp_path, "hydra/launcher=gpus", "hydra.launcher.gpus=[0,1]", "trainer.device=cpu",
-          "strategy=uniform,mmpareto", "seed=0,1")
+    sweep(
+        tmp_path,
+        "hydra/launcher=gpus",
+        "hydra.launcher.gpus=[0,1]",
+        "trainer.device=cpu",
+        "strategy=uniform,mmpareto",
+        "seed=0,1",
+    )
     runs = metrics(tmp_path / "outputs" / "multirun")
     assert len(runs) == 4 and all(r["status"] == "completed" for r in runs)
     assert {r["cuda_visible_devices"] for r in runs} <= {"0", "1"}
-    spans = [(datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["finished_at"]))
-             for r in runs]
+    spans = [
+        (datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["finished_at"]))
+        for r in runs
+    ]
     for start, _ in spans:  # never more jobs at once than GPU slots
         assert sum(s <= start < e for s, e in spans) <= 2
