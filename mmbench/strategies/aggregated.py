@@ -30,19 +30,12 @@ from typing import Any
 
 import torch
 
-from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.strategies.base import (
-    GradientStrategy,
+    EncoderStats,
+    PerEncoderPairStrategy,
     StepLosses,
-    Telemetry,
-    add_optional,
-    assign_gradients,
-    encoder_indices,
     flatten,
     pair_stats,
-    separate_gradients,
-    stats_to_floats,
-    zero_filled,
 )
 from mmbench.strategies.gradvac import GradVacState
 from mmbench.strategies.gram import Aggregation
@@ -80,7 +73,7 @@ def unflatten(direction: torch.Tensor, like: Sequence[torch.Tensor]) -> list[tor
     ]
 
 
-class PerEncoderAggregation(GradientStrategy):
+class PerEncoderAggregation(PerEncoderPairStrategy):
     """Per encoder, g = aggregate([g_mm; g_u]).direction; two backward passes per step.
 
     ``aggregator`` names the module; every other keyword (``**knobs``) goes to its
@@ -116,24 +109,18 @@ class PerEncoderAggregation(GradientStrategy):
             return result
         return self.aggregate(G, **kwargs)
 
-    def backward(
-        self, model: MultimodalClassifier, losses: StepLosses, telemetry: bool = False
-    ) -> Telemetry:
-        grads = separate_gradients(model, losses)
-        combined = [add_optional(a, b) for a, b in zip(grads.fused, grads.unimodal, strict=True)]
-        stats = {}
-        for name, idx in encoder_indices(model, grads.params).items():
-            g_mm, g_u = zero_filled(grads, idx)
-            flat_mm, flat_u = flatten(g_mm), flatten(g_u)
-            loss_values = torch.stack([losses.fused, losses.unimodal[name]]).detach()
-            result = self.combine(name, torch.stack([flat_mm, flat_u]), loss_values)
-            for i, g in zip(idx, unflatten(result.direction, g_mm), strict=True):
-                combined[i] = g
-            if telemetry:
-                w = result.weights.detach()
-                stats[name] = pair_stats(flat_mm, flat_u, w[0], w[1])
-        assign_gradients(grads.params, combined)
-        return stats_to_floats(stats) if telemetry else {}
+    def combine_encoder(
+        self,
+        g_mm: list[torch.Tensor],
+        g_u: list[torch.Tensor],
+        encoder: str,
+        losses: StepLosses,
+    ) -> tuple[list[torch.Tensor], EncoderStats]:
+        flat_mm, flat_u = flatten(g_mm), flatten(g_u)
+        loss_values = torch.stack([losses.fused, losses.unimodal[encoder]]).detach()
+        result = self.combine(encoder, torch.stack([flat_mm, flat_u]), loss_values)
+        w = result.weights.detach()
+        return unflatten(result.direction, g_mm), pair_stats(flat_mm, flat_u, w[0], w[1])
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -199,7 +199,10 @@ class PerEncoderPairStrategy(GradientStrategy):
         self,
         g_mm: list[torch.Tensor],
         g_u: list[torch.Tensor],
+        encoder: str,
+        losses: StepLosses,
     ) -> tuple[list[torch.Tensor], EncoderStats]:
+        """New per-tensor gradients of encoder ``encoder`` and its stats."""
         raise NotImplementedError
 
     def backward(
@@ -210,7 +213,7 @@ class PerEncoderPairStrategy(GradientStrategy):
         stats = {}
         for name, idx in encoder_indices(model, grads.params).items():
             g_mm, g_u = zero_filled(grads, idx)
-            new, stats[name] = self.combine_encoder(g_mm, g_u)
+            new, stats[name] = self.combine_encoder(g_mm, g_u, name, losses)
             for i, g in zip(idx, new, strict=True):
                 combined[i] = g
         assign_gradients(grads.params, combined)

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 import torch
 
-from mmbench.strategies.base import EncoderStats, PerEncoderPairStrategy, flatten, pair_stats
+from mmbench.strategies.base import (
+    EncoderStats,
+    PerEncoderPairStrategy,
+    StepLosses,
+    flatten,
+    pair_stats,
+)
 
 OFFICIAL_CLIP = (0.001, 0.999)
 
@@ -62,5 +68,7 @@ class MGDA(PerEncoderPairStrategy):
         self,
         g_mm: list[torch.Tensor],
         g_u: list[torch.Tensor],
+        encoder: str = "",
+        losses: StepLosses | None = None,
     ) -> tuple[list[torch.Tensor], EncoderStats]:
         return combine(g_mm, g_u, self.scale, self.clip)

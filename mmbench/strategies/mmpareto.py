@@ -17,7 +17,12 @@ from collections.abc import Sequence
 
 import torch
 
-from mmbench.strategies.base import EncoderStats, PerEncoderPairStrategy, flatten
+from mmbench.strategies.base import (
+    EncoderStats,
+    PerEncoderPairStrategy,
+    StepLosses,
+    flatten,
+)
 from mmbench.strategies.mgda import OFFICIAL_CLIP, min_norm_weight
 
 RESCALE_MODES = ("tensor", "encoder", "none")
@@ -85,5 +90,7 @@ class MMPareto(PerEncoderPairStrategy):
         self,
         g_mm: list[torch.Tensor],
         g_u: list[torch.Tensor],
+        encoder: str = "",
+        losses: StepLosses | None = None,
     ) -> tuple[list[torch.Tensor], EncoderStats]:
         return combine(g_mm, g_u, self.gamma, self.rescale, self.eps)
