@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from mmbench.engine import resolve_device
+from mmbench.engine import resolve_device, to_device
 from mmbench.models.backbones import BackboneFactory, DigitConvNetBackbone, ResNet18Backbone
 from mmbench.models.fusion import ConcatFusion
 from mmbench.models.modality import ModalitySpec
@@ -104,7 +104,7 @@ def make_batch(case: ModelCase, device: torch.device, seed: int = 0) -> dict[str
         m.name: torch.randn((case.batch_size, *m.shape), generator=gen) for m in case.modalities
     }
     batch["label"] = torch.randint(0, case.num_classes, (case.batch_size,), generator=gen)
-    return {k: v.to(device) for k, v in batch.items()}
+    return to_device(batch, device, channels_last=True)  # as the engine feeds the model
 
 
 def time_steps(

@@ -71,6 +71,51 @@ def pair_stats(
     return EncoderStats(cos, flat_mm.norm(), flat_u.norm(), as_tensor(w_mm), as_tensor(w_u))
 
 
+def _vector_view(t: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """A flat view of ``t`` (no copy) and the layout its element order follows."""
+    if t.is_contiguous():
+        return t.view(-1), "contiguous"
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1), "channels_last"
+    return t.reshape(-1), "copy"
+
+
+def tensor_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a, b> over all elements, without copying when both share a memory layout."""
+    va, layout_a = _vector_view(a)
+    vb, layout_b = _vector_view(b)
+    if layout_a == layout_b:
+        return torch.dot(va, vb)
+    return (a * b).sum()
+
+
+class PairProducts(NamedTuple):
+    """Per-tensor inner products of two gradient lists a, b: <a,a>, <a,b>, <b,b> (1-D)."""
+
+    aa: torch.Tensor
+    ab: torch.Tensor
+    bb: torch.Tensor
+
+    def stats(
+        self, w_mm: torch.Tensor | float, w_u: torch.Tensor | float, eps: float = 1e-8
+    ) -> EncoderStats:
+        """Encoder stats; cos = <a,b> / (max(||a||, eps) max(||b||, eps)) over the encoder."""
+        norm_a, norm_b = self.aa.sum().sqrt(), self.bb.sum().sqrt()
+        cos = self.ab.sum() / (norm_a.clamp_min(eps) * norm_b.clamp_min(eps))
+        as_tensor = lambda w: torch.as_tensor(w, dtype=cos.dtype, device=cos.device)  # noqa: E731
+        return EncoderStats(cos, norm_a, norm_b, as_tensor(w_mm), as_tensor(w_u))
+
+
+def pair_products(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> PairProducts:
+    """<a_t,a_t>, <a_t,b_t>, <b_t,b_t> for every tensor t: a few reads, no flattened copies."""
+    if len(a) != len(b):
+        raise ValueError(f"gradient lists differ in length: {len(a)} vs {len(b)}")
+    aa = torch.stack(torch._foreach_norm(list(a))).square()
+    bb = torch.stack(torch._foreach_norm(list(b))).square()
+    ab = torch.stack([tensor_dot(x, y) for x, y in zip(a, b, strict=True)])
+    return PairProducts(aa, ab, bb)
+
+
 def stats_to_floats(stats: dict[str, EncoderStats]) -> Telemetry:
     """One device sync for all encoders' telemetry."""
     if not stats:

@@ -14,8 +14,7 @@ from mmbench.strategies.base import (
     EncoderStats,
     PerEncoderPairStrategy,
     StepLosses,
-    flatten,
-    pair_stats,
+    pair_products,
 )
 
 OFFICIAL_CLIP = (0.001, 0.999)
@@ -48,11 +47,12 @@ def combine(
     clip: tuple[float, float] = OFFICIAL_CLIP,
 ) -> tuple[list[torch.Tensor], EncoderStats]:
     """g[t] = scale * (w g_mm[t] + (1 - w) g_u[t]) with w the encoder's min-norm weight."""
-    x1, x2 = flatten(g_mm), flatten(g_u)
-    w_mm = min_norm_weight(x1 @ x1, x1 @ x2, x2 @ x2, clip)
+    products = pair_products(g_mm, g_u)
+    w_mm = min_norm_weight(products.aa.sum(), products.ab.sum(), products.bb.sum(), clip)
     w_u = 1 - w_mm
-    out = [scale * (w_mm * a + w_u * b) for a, b in zip(g_mm, g_u, strict=True)]
-    return out, pair_stats(x1, x2, w_mm, w_u)
+    out = torch._foreach_mul(list(g_mm), scale * w_mm)
+    torch._foreach_add_(out, torch._foreach_mul(list(g_u), scale * w_u))
+    return out, products.stats(w_mm, w_u)
 
 
 class MGDA(PerEncoderPairStrategy):

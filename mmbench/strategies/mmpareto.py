@@ -21,7 +21,7 @@ from mmbench.strategies.base import (
     EncoderStats,
     PerEncoderPairStrategy,
     StepLosses,
-    flatten,
+    pair_products,
 )
 from mmbench.strategies.mgda import OFFICIAL_CLIP, min_norm_weight
 
@@ -46,34 +46,36 @@ def combine(
 
     rescale: ``tensor`` (official: one norm ratio per tensor), ``encoder`` (one ratio over
     the whole encoder) or ``none`` (g = gamma * d). Returns the new per-tensor gradients and
-    the encoder's stats (cosine, both norms, weights used).
+    the encoder's stats (cosine, both norms, weights used). The inputs are not modified.
+    The encoder-level products come from per-tensor dot products (no flattened copies);
+    without conflict the result is gamma * (g_mm + g_u) with a single pass over the data.
     """
     if rescale not in RESCALE_MODES:
         raise ValueError(f"strategy.rescale={rescale!r}: use one of {list(RESCALE_MODES)}")
-    if len(g_mm) != len(g_uni):
-        raise ValueError(f"g_mm has {len(g_mm)} tensors but g_uni has {len(g_uni)}")
-    flat_mm, flat_u = flatten(g_mm), flatten(g_uni)
-    cos = torch.nn.functional.cosine_similarity(flat_mm, flat_u, dim=0, eps=eps)
-    mgda_w = min_norm_weight(flat_mm @ flat_mm, flat_mm @ flat_u, flat_u @ flat_u, clip)
-    w_mm = torch.where(cos > 0, torch.full_like(mgda_w, 0.5), mgda_w)
-    w_u = torch.where(cos > 0, torch.full_like(mgda_w, 0.5), 1 - mgda_w)
-
-    direction = torch._foreach_mul(list(g_mm), w_mm)
-    torch._foreach_add_(direction, torch._foreach_mul(list(g_uni), w_u))
-    torch._foreach_mul_(direction, 2.0)
+    products = pair_products(g_mm, g_uni)
+    v11, v12, v22 = products.aa.sum(), products.ab.sum(), products.bb.sum()
+    stats = products.stats(0.5, 0.5, eps)
+    if stats.cos > 0:  # d = 2 (a/2 + b/2) = a + b exactly, and every norm ratio is 1
+        direction = torch._foreach_add(list(g_mm), list(g_uni))
+        torch._foreach_mul_(direction, gamma)
+        return direction, stats
+    w_mm = min_norm_weight(v11, v12, v22, clip)
+    w_u = 1 - w_mm
+    direction = torch._foreach_mul(list(g_mm), 2 * w_mm)
+    torch._foreach_add_(direction, torch._foreach_mul(list(g_uni), 2 * w_u))
     if rescale == "none":
-        factors = [torch.ones_like(cos)] * len(direction)
+        factors = torch.ones(len(direction))
     else:
-        sums = torch._foreach_add(list(g_mm), list(g_uni))
+        sums = torch.stack(torch._foreach_norm(torch._foreach_add(list(g_mm), list(g_uni))))
+        norms_d = torch.stack(torch._foreach_norm(direction))
         if rescale == "tensor":
-            ratios = _ratio(
-                torch.stack(torch._foreach_norm(sums)), torch.stack(torch._foreach_norm(direction))
-            )
+            ratios = _ratio(sums, norms_d)
         else:
-            ratios = _ratio(flatten(sums).norm(), flatten(direction).norm()).expand(len(sums))
-        factors = list(torch.where(ratios > 1, ratios, torch.ones_like(ratios)).unbind())
-    out = [gamma * f * d for f, d in zip(factors, direction, strict=True)]
-    return out, EncoderStats(cos, flat_mm.norm(), flat_u.norm(), w_mm, w_u)
+            ratios = _ratio(sums.square().sum().sqrt(), norms_d.square().sum().sqrt())
+            ratios = ratios.expand(len(direction))
+        factors = torch.where(ratios > 1, ratios, torch.ones_like(ratios))
+    torch._foreach_mul_(direction, (gamma * factors).tolist())
+    return direction, stats._replace(w_mm=w_mm, w_u=w_u)
 
 
 class MMPareto(PerEncoderPairStrategy):
