@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from mmbench import metrics
@@ -138,7 +137,6 @@ class Engine:
         self.strategy, self.optimizer, self.scheduler = strategy, optimizer, scheduler
         self.splits, self.seed, self.run_dir, self.run_info = splits, seed, run_dir, run_info
         self.modalities = model.modality_names
-        self.loss_fn = nn.CrossEntropyLoss()
         self.history: list[dict[str, Any]] = []
         self.telemetry: list[dict[str, Any]] = []
         self.step = 0
@@ -205,12 +203,9 @@ class Engine:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def compute_losses(self, batch: dict[str, torch.Tensor], epoch: int = 0) -> StepLosses:
-        labels = batch["label"]
         with self.autocast():
             outputs = self.model(batch)
-        fused = self.loss_fn(outputs.fused.float(), labels)
-        unimodal = {m: self.loss_fn(outputs.unimodal[m].float(), labels) for m in self.modalities}
-        return StepLosses(fused, unimodal, outputs, labels, batch, epoch)
+        return StepLosses.from_outputs(outputs, batch, epoch)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()

@@ -46,12 +46,7 @@ def tiny_batch(seed: int = 0, size: int = 8) -> dict[str, torch.Tensor]:
 
 
 def step_losses(model: MultimodalClassifier, batch: dict[str, torch.Tensor]) -> StepLosses:
-    out = model(batch)
-    ce = torch.nn.functional.cross_entropy
-    labels = batch["label"]
-    return StepLosses(
-        ce(out.fused, labels), {m: ce(v, labels) for m, v in out.unimodal.items()}, out, labels
-    )
+    return StepLosses.from_outputs(model(batch), batch)
 
 
 def make_conflicting(model: MultimodalClassifier) -> None:

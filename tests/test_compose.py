@@ -72,16 +72,7 @@ def step(model, strategy, specs, num_classes: int) -> None:
     batch["label"] = torch.tensor([0, 1])
     out = model(batch)
     assert out.fused.shape == (2, num_classes)
-    ce = torch.nn.functional.cross_entropy
-    losses = StepLosses(
-        ce(out.fused, batch["label"]),
-        {m: ce(v, batch["label"]) for m, v in out.unimodal.items()},
-        out,
-        batch["label"],
-        batch,
-        0,
-    )
-    strategy.backward(model, losses, telemetry=True)
+    strategy.backward(model, StepLosses.from_outputs(out, batch), telemetry=True)
     for name, params in model.encoder_parameters().items():
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params), name
 

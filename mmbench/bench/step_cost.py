@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch import nn
 
 from mmbench.engine import resolve_device, to_device
 from mmbench.models.backbones import BackboneFactory, DigitConvNetBackbone, ResNet18Backbone
@@ -115,20 +114,11 @@ def time_steps(
     steps: int,
 ) -> list[float]:
     """Milliseconds of each of ``steps`` full training steps."""
-    loss_fn = nn.CrossEntropyLoss()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        out = model(batch)
-        losses = StepLosses(
-            loss_fn(out.fused, batch["label"]),
-            {m: loss_fn(v, batch["label"]) for m, v in out.unimodal.items()},
-            out,
-            batch["label"],
-            batch,
-        )
-        strategy.backward(model, losses, telemetry=False)
+        strategy.backward(model, StepLosses.from_outputs(model(batch), batch), telemetry=False)
         optimizer.step()
         if batch["label"].is_cuda:
             torch.cuda.synchronize()

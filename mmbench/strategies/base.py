@@ -33,6 +33,16 @@ class StepLosses:
     batch: dict[str, torch.Tensor] | None = None
     epoch: int = 0
 
+    @classmethod
+    def from_outputs(
+        cls, outputs: ModelOutput, batch: dict[str, torch.Tensor], epoch: int = 0
+    ) -> StepLosses:
+        """Mean cross-entropy of the fused logits and of each unimodal head (in float32)."""
+        labels = batch["label"]
+        fused = F.cross_entropy(outputs.fused.float(), labels)
+        unimodal = {m: F.cross_entropy(v.float(), labels) for m, v in outputs.unimodal.items()}
+        return cls(fused, unimodal, outputs, labels, batch, epoch)
+
     def unimodal_sum(self) -> torch.Tensor:
         return torch.stack(list(self.unimodal.values())).sum()
 
