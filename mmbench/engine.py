@@ -46,6 +46,7 @@ class TrainerSettings:
     deterministic: bool = True
     num_workers: int = 0
     num_threads: int | None = None
+    keep_freed_host_memory: bool = True
     telemetry_every: int = 1
     limit_train_batches: int | None = None
     resume: bool = False

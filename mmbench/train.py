@@ -31,6 +31,7 @@ from mmbench.engine import Engine, TrainerSettings, configure_determinism, seed_
 from mmbench.models.modality import IncompatibleConfigError, ModalitySpec, modality_specs
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.utils import atomic
+from mmbench.utils.host_memory import keep_freed_host_memory
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -164,6 +165,7 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             log.info("%s is complete; nothing to resume", run_dir)
             return done
     configure_threads(settings.num_threads)
+    host_memory_kept = settings.keep_freed_host_memory and keep_freed_host_memory()
     configure_determinism(settings.deterministic)
     seed_everything(int(cfg.seed))
     model = build_model(cfg)
@@ -189,6 +191,7 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     started_at, start = datetime.now(timezone.utc).isoformat(), time.perf_counter()
     summary = engine.fit()
     summary["timing"]["wall_s"] = time.perf_counter() - start
+    summary["timing"]["host_memory_kept"] = host_memory_kept
     summary["started_at"] = started_at
     summary["finished_at"] = datetime.now(timezone.utc).isoformat()
     summary["overrides"] = (

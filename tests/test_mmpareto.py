@@ -10,9 +10,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mmbench.strategies import base
 from mmbench.strategies.base import separate_gradients
+from mmbench.strategies.mgda import combine as mgda_combine
 from mmbench.strategies.mgda import min_norm_weight
-from mmbench.strategies.mmpareto import MMPareto, combine
+from mmbench.strategies.mmpareto import RESCALE_MODES, MMPareto, combine
 from mmbench.strategies.official_mmpareto import OfficialFourPassMMPareto
 from mmbench.strategies.uniform import Uniform
 from tests.conftest import make_conflicting, step_losses, tiny_batch, tiny_model
@@ -96,6 +98,79 @@ def test_rescale_modes() -> None:
     assert all(torch.allclose(o, 1.5 * ratio * x) for o, x in zip(enc, d, strict=True))
     with pytest.raises(ValueError, match="rescale"):
         combine(g_mm, g_u, rescale="layer")
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_cpu_sweep_and_foreach_kernels_agree(inplace: bool, monkeypatch) -> None:
+    """CPU goes tensor by tensor, CUDA uses foreach kernels: same products and sums."""
+    g_mm, g_u = random_grads(21), random_grads(22)
+    g_mm.append(torch.randn(3, 4, 2, 2, dtype=torch.float64).to(memory_format=torch.channels_last))
+    g_u.append(torch.randn(3, 4, 2, 2, dtype=torch.float64))  # mixed layouts: no flat view
+    results = {}
+    for sweep in (True, False):
+        monkeypatch.setattr(base, "goes_tensor_by_tensor", lambda device, sweep=sweep: sweep)
+        a, b = [g.clone() for g in g_mm], [g.clone() for g in g_u]
+        products, out = base.pair_products_and_sum(a, b, scale=1.5, inplace=inplace)
+        assert all((o is x) == inplace for o, x in zip(out, a, strict=True))
+        assert all(torch.equal(x, y) for x, y in zip(b, g_u, strict=True))
+        results[sweep] = products, out, combine(g_mm, g_u)[0]
+    x1, x2 = flat(g_mm), flat(g_u)
+    for products, out, combined in results.values():
+        sums = (products.aa.sum(), products.ab.sum(), products.bb.sum())
+        assert torch.allclose(torch.stack(sums), torch.stack([x1 @ x1, x1 @ x2, x2 @ x2]))
+        assert torch.allclose(flat(out), 1.5 * (x1 + x2))
+        assert torch.allclose(flat(combined), flat(results[True][2]))
+
+
+@pytest.mark.parametrize("rescale", RESCALE_MODES)
+@pytest.mark.parametrize("anti", [-2.0, 0.0, 2.0])  # conflict, either, no conflict
+def test_inplace_gives_the_same_result_and_only_writes_g_mm(rescale: str, anti: float) -> None:
+    g_mm = random_grads(11)
+    g_u = [anti * a + b for a, b in zip(g_mm, random_grads(12), strict=True)]
+    mm_before, u_before = [g.clone() for g in g_mm], [g.clone() for g in g_u]
+    expected, info = combine(g_mm, g_u, rescale=rescale)
+    assert all(torch.equal(a, b) for a, b in zip(g_mm + g_u, mm_before + u_before, strict=True))
+    out, info_inplace = combine(g_mm, g_u, rescale=rescale, inplace=True)
+    assert all(o is g for o, g in zip(out, g_mm, strict=True))  # written where g_mm lay
+    assert all(torch.equal(a, b) for a, b in zip(g_u, u_before, strict=True))
+    assert all(torch.allclose(o, e) for o, e in zip(out, expected, strict=True))
+    assert torch.equal(torch.stack(list(info)), torch.stack(list(info_inplace)))
+
+
+def test_mgda_inplace_matches_and_only_writes_g_mm() -> None:
+    g_mm, g_u = random_grads(13), [-2 * g for g in random_grads(13)]
+    g_u[0] = g_u[0] + 1.0
+    u_before = [g.clone() for g in g_u]
+    expected, _ = mgda_combine(g_mm, g_u)
+    out, _ = mgda_combine(g_mm, g_u, inplace=True)
+    assert all(o is g for o, g in zip(out, g_mm, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(g_u, u_before, strict=True))
+    assert all(torch.allclose(o, e) for o, e in zip(out, expected, strict=True))
+
+
+class SharedBias(torch.nn.Module):
+    """y = x + b1 + b2: autograd hands b1 and b2 the very same gradient buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b1 = torch.nn.Parameter(torch.zeros(3))
+        self.b2 = torch.nn.Parameter(torch.zeros(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b1 + self.b2
+
+
+def test_separate_gradients_own_their_storage() -> None:
+    model = SharedBias()
+    out = model(torch.randn(3))
+    raw = torch.autograd.grad(out.sum(), [model.b1, model.b2], retain_graph=True)
+    assert raw[0].untyped_storage().data_ptr() == raw[1].untyped_storage().data_ptr()
+    losses = mock.Mock(fused=out.sum(), unimodal_sum=lambda: (2 * out).sum())
+    grads = separate_gradients(model, losses)
+    buffers = [g.untyped_storage().data_ptr() for g in grads.fused + grads.unimodal]
+    assert len(set(buffers)) == 4
+    assert all(torch.equal(g, torch.ones(3)) for g in grads.fused)
+    assert all(torch.equal(g, torch.full((3,), 2.0)) for g in grads.unimodal)
 
 
 @pytest.mark.parametrize("case", ["mm_zero", "u_zero", "both_zero", "tensor_zero"])

@@ -30,7 +30,7 @@ def test_tiny_step_cost_table(tmp_path: Path) -> None:
         "agm",
         "pcgrad",
         "--steps",
-        "1",
+        "2",
         "--repeats",
         "1",
         "--warmup",
@@ -53,4 +53,16 @@ def test_tiny_step_cost_table(tmp_path: Path) -> None:
     assert [r["cost_class"] for r in rows] == ["one backward", "two backward", "extra forward"]
     for row in rows:
         assert float(row["ms_per_step"]) > 0 and float(row["ratio_to_uniform"]) > 0
+        assert float(row["ms_q1"]) <= float(row["ms_per_step"]) <= float(row["ms_q3"])
+        assert row["timed_steps"] == "2" and int(row["threads"]) >= 1
+        assert row["host_memory"] == "kept"  # as in training (glibc on Linux)
     assert float(rows[0]["ratio_to_uniform"]) == 1.0
+
+
+def test_paired_ratio_cancels_machine_drift_and_ignores_an_outlier_round() -> None:
+    speed = [1.0, 2.5, 1.2, 3.0, 1.1]  # the shared machine slows down and recovers
+    uniform = [[10 * s, 10 * s] for s in speed]
+    strategy = [[17 * s, 17 * s] for s in speed]
+    strategy[1] = [300.0, 300.0]  # one round hit by a burst of interference
+    assert step_cost.paired_ratio(strategy, uniform) == 1.7
+    assert step_cost.paired_ratio(uniform, uniform) == 1.0

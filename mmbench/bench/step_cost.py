@@ -1,12 +1,18 @@
 """Step cost of each strategy: milliseconds per training step, relative to ``uniform``.
 
 A step = zero grads, forward, losses, the strategy's backward, SGD step. Strategies are
-timed interleaved (round-robin blocks) on identical model copies and batches; the
-median over all timed steps is reported. Every strategy config in conf/strategy/ is
-priced (instantiated from its yaml with ``${seed}`` = 0 and ``${dataset.modalities}`` = the
-case's modalities), plus ``official_4pass``, the official MMPareto procedure (4 backward
-passes, cloned grads) for reference. Each row has its ``cost_class`` (one backward, two
-backward, extra forward, four backward) and the table is grouped by it.
+timed interleaved on identical model copies and batches: each round runs a block of
+steps of every strategy, starting one strategy later each round. ``ms_per_step`` is the
+median over all timed steps (with its quartiles); ``ratio_to_uniform`` is the median over
+rounds of the strategy's block mean over uniform's in the same round, so that the slow
+drifts of a shared machine cancel. As in training, freed host
+memory is kept for reuse (``trainer.keep_freed_host_memory``; ``--release-host-memory``
+measures glibc's default, where every step page-faults its buffers back in). Every
+strategy config in conf/strategy/ is priced (instantiated from its yaml with ``${seed}`` = 0
+and ``${dataset.modalities}`` = the case's modalities), plus ``official_4pass``, the
+official MMPareto procedure (4 backward passes, cloned grads) for reference. Each row has
+its ``cost_class`` (one backward, two backward, extra forward, four backward) and the
+table is grouped by it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from mmbench.models.modality import ModalitySpec
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.strategies.base import GradientStrategy, StepLosses
 from mmbench.strategies.official_mmpareto import OfficialFourPassMMPareto
+from mmbench.utils.host_memory import keep_freed_host_memory
 
 STRATEGY_CONF = Path(__file__).resolve().parents[2] / "conf" / "strategy"
 REFERENCE = {"official_4pass": OfficialFourPassMMPareto}
@@ -133,8 +140,8 @@ def measure(
     repeats: int,
     warmup: int,
     device: torch.device,
-) -> dict[str, float]:
-    """Median ms/step per strategy, timed in interleaved blocks."""
+) -> dict[str, list[float]]:
+    """Per strategy, the ms of every timed step, as one block of ``steps`` per round."""
     torch.manual_seed(0)
     base = MultimodalClassifier(case.modalities, case.backbone(), ConcatFusion, case.num_classes)
     base = base.to(device).to(memory_format=torch.channels_last)
@@ -146,11 +153,27 @@ def measure(
         params = [*model.parameters(), *strategy.parameters()]
         runs[name] = (model, strategy, torch.optim.SGD(params, lr=1e-3, momentum=0.9))
         time_steps(*runs[name], batch, warmup)
-    samples: dict[str, list[float]] = {name: [] for name in strategies}
-    for _ in range(repeats):
-        for name in strategies:
-            samples[name] += time_steps(*runs[name], batch, steps)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    blocks: dict[str, list[list[float]]] = {name: [] for name in strategies}
+    for round_ in range(repeats):
+        start = round_ % len(strategies)
+        for name in strategies[start:] + strategies[:start]:
+            blocks[name].append(time_steps(*runs[name], batch, steps))
+    return blocks
+
+
+def paired_ratio(blocks: list[list[float]], reference: list[list[float]]) -> float:
+    """Median over rounds of mean(block) / mean(reference block of the same round)."""
+    return statistics.median(
+        statistics.fmean(b) / statistics.fmean(r) for b, r in zip(blocks, reference, strict=True)
+    )
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """First and third quartile (the spread behind a median)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,22 +181,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/step_cost.csv"))
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per block")
-    parser.add_argument("--repeats", type=int, default=4, help="interleaved blocks")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per block")
+    parser.add_argument("--repeats", type=int, default=10, help="rounds of blocks")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--release-host-memory",
+        action="store_true",
+        help="leave glibc's default (freed buffers unmapped, page faults every step)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    host_memory = (
+        "kept" if not args.release_host_memory and keep_freed_host_memory() else "released"
+    )
     args.strategies = list(dict.fromkeys(["uniform", *args.strategies]))
     device = resolve_device(args.device)
     rows = []
     for model_name in args.models:
-        medians = measure(
+        blocks = measure(
             CASES[model_name], args.strategies, args.steps, args.repeats, args.warmup, device
         )
-        order = sorted(medians, key=lambda n: (COST_CLASSES.index(cost_class(n)), medians[n]))
+        samples = {name: [ms for block in b for ms in block] for name, b in blocks.items()}
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        ratios = {name: paired_ratio(b, blocks["uniform"]) for name, b in blocks.items()}
+        order = sorted(medians, key=lambda n: (COST_CLASSES.index(cost_class(n)), ratios[n]))
         for name in order:
             ms = medians[name]
             rows.append(
@@ -181,16 +215,20 @@ def main(argv: list[str] | None = None) -> int:
                     "model": model_name,
                     "strategy": name,
                     "ms_per_step": round(ms, 3),
-                    "ratio_to_uniform": round(ms / medians["uniform"], 3),
+                    "ratio_to_uniform": round(ratios[name], 3),
                     "cost_class": cost_class(name),
+                    "ms_q1": round(quartiles(samples[name])[0], 3),
+                    "ms_q3": round(quartiles(samples[name])[1], 3),
                     "device": str(device),
                     "batch_size": CASES[model_name].batch_size,
                     "timed_steps": args.steps * args.repeats,
+                    "threads": torch.get_num_threads(),
+                    "host_memory": host_memory,
                 }
             )
             print(
                 f"{model_name:20s} {cost_class(name):14s} {name:16s} {ms:9.2f} ms/step  "
-                f"x{ms / medians['uniform']:.2f} uniform",
+                f"x{ratios[name]:.2f} uniform",
                 flush=True,
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,13 +45,22 @@ def combine(
     g_u: Sequence[torch.Tensor],
     scale: float = 1.0,
     clip: tuple[float, float] = OFFICIAL_CLIP,
+    inplace: bool = False,
 ) -> tuple[list[torch.Tensor], EncoderStats]:
-    """g[t] = scale * (w g_mm[t] + (1 - w) g_u[t]) with w the encoder's min-norm weight."""
+    """g[t] = scale * (w g_mm[t] + (1 - w) g_u[t]) with w the encoder's min-norm weight.
+
+    ``inplace``: write the result into (and return) ``g_mm``'s tensors, which the caller
+    must own; ``g_u`` is only read.
+    """
     products = pair_products(g_mm, g_u)
     w_mm = min_norm_weight(products.aa.sum(), products.ab.sum(), products.bb.sum(), clip)
     w_u = 1 - w_mm
-    out = torch._foreach_mul(list(g_mm), scale * w_mm)
-    torch._foreach_add_(out, torch._foreach_mul(list(g_u), scale * w_u))
+    if inplace:
+        out = list(g_mm)
+        torch._foreach_mul_(out, scale * w_mm)
+    else:
+        out = torch._foreach_mul(list(g_mm), scale * w_mm)
+    torch._foreach_add_(out, list(g_u), alpha=scale * w_u.item())
     return out, products.stats(w_mm, w_u)
 
 
@@ -71,4 +80,4 @@ class MGDA(PerEncoderPairStrategy):
         encoder: str = "",
         losses: StepLosses | None = None,
     ) -> tuple[list[torch.Tensor], EncoderStats]:
-        return combine(g_mm, g_u, self.scale, self.clip)
+        return combine(g_mm, g_u, self.scale, self.clip, inplace=True)

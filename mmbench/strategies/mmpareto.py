@@ -21,7 +21,7 @@ from mmbench.strategies.base import (
     EncoderStats,
     PerEncoderPairStrategy,
     StepLosses,
-    pair_products,
+    pair_products_and_sum,
 )
 from mmbench.strategies.mgda import OFFICIAL_CLIP, min_norm_weight
 
@@ -41,41 +41,46 @@ def combine(
     rescale: str = "tensor",
     eps: float = 1e-8,
     clip: tuple[float, float] = OFFICIAL_CLIP,
+    inplace: bool = False,
 ) -> tuple[list[torch.Tensor], EncoderStats]:
     """Combine one encoder's multimodal and unimodal per-tensor gradients (see module doc).
 
     rescale: ``tensor`` (official: one norm ratio per tensor), ``encoder`` (one ratio over
     the whole encoder) or ``none`` (g = gamma * d). Returns the new per-tensor gradients and
-    the encoder's stats (cosine, both norms, weights used). The inputs are not modified.
-    The encoder-level products come from per-tensor dot products (no flattened copies);
-    without conflict the result is gamma * (g_mm + g_u) with a single pass over the data.
+    the encoder's stats (cosine, both norms, weights used). The inputs are not modified
+    unless ``inplace``: then the result is written into (and returned as) ``g_mm``'s
+    tensors, which the caller must own; ``g_uni`` is only read.
+
+    Cost: the encoder products are per-tensor dot products (no flattened copies), computed
+    with gamma * (g_mm + g_u), the result without conflict. With conflict that sum gives
+    the rescale targets ||g_mm[t] + g_u[t]|| and becomes, where it lies,
+    d = 2 w_mm s + 2 (1 - 2 w_mm) g_u = 2 (w_mm g_mm + w_u g_u) with s = g_mm + g_u.
     """
     if rescale not in RESCALE_MODES:
         raise ValueError(f"strategy.rescale={rescale!r}: use one of {list(RESCALE_MODES)}")
-    products = pair_products(g_mm, g_uni)
-    v11, v12, v22 = products.aa.sum(), products.ab.sum(), products.bb.sum()
+    # gamma * (g_mm + g_u) comes with the products (one read of each gradient on CPU);
+    # it is the result without conflict, and gamma * s, the start of d, with conflict.
+    products, out = pair_products_and_sum(g_mm, g_uni, gamma, inplace)
     stats = products.stats(0.5, 0.5, eps)
-    if stats.cos > 0:  # d = 2 (a/2 + b/2) = a + b exactly, and every norm ratio is 1
-        direction = torch._foreach_add(list(g_mm), list(g_uni))
-        torch._foreach_mul_(direction, gamma)
-        return direction, stats
-    w_mm = min_norm_weight(v11, v12, v22, clip)
+    if stats.cos > 0 or gamma == 0:  # d = 2 (a/2 + b/2) = a + b, every norm ratio is 1
+        return out, stats
+    w_mm = min_norm_weight(products.aa.sum(), products.ab.sum(), products.bb.sum(), clip)
     w_u = 1 - w_mm
-    direction = torch._foreach_mul(list(g_mm), 2 * w_mm)
-    torch._foreach_add_(direction, torch._foreach_mul(list(g_uni), 2 * w_u))
-    if rescale == "none":
-        factors = torch.ones(len(direction))
+    sums = None if rescale == "none" else torch.stack(torch._foreach_norm(out)) / abs(gamma)
+    torch._foreach_mul_(out, 2 * w_mm / gamma)
+    torch._foreach_add_(out, list(g_uni), alpha=2 * (1 - 2 * w_mm.item()))
+    if sums is None:
+        factors = torch.ones(len(out))
     else:
-        sums = torch.stack(torch._foreach_norm(torch._foreach_add(list(g_mm), list(g_uni))))
-        norms_d = torch.stack(torch._foreach_norm(direction))
+        norms_d = torch.stack(torch._foreach_norm(out))
         if rescale == "tensor":
             ratios = _ratio(sums, norms_d)
         else:
             ratios = _ratio(sums.square().sum().sqrt(), norms_d.square().sum().sqrt())
-            ratios = ratios.expand(len(direction))
+            ratios = ratios.expand(len(out))
         factors = torch.where(ratios > 1, ratios, torch.ones_like(ratios))
-    torch._foreach_mul_(direction, (gamma * factors).tolist())
-    return direction, stats._replace(w_mm=w_mm, w_u=w_u)
+    torch._foreach_mul_(out, (gamma * factors).tolist())
+    return out, stats._replace(w_mm=w_mm, w_u=w_u)
 
 
 class MMPareto(PerEncoderPairStrategy):
@@ -95,4 +100,4 @@ class MMPareto(PerEncoderPairStrategy):
         encoder: str = "",
         losses: StepLosses | None = None,
     ) -> tuple[list[torch.Tensor], EncoderStats]:
-        return combine(g_mm, g_u, self.gamma, self.rescale, self.eps)
+        return combine(g_mm, g_u, self.gamma, self.rescale, self.eps, inplace=True)
