@@ -42,6 +42,7 @@ def test_tiny_training_run_per_strategy(compose_cfg, tmp_path: Path, strategy: s
     for enc in ("gray", "color"):
         assert saved["conflict"][enc]["steps"] == 4
     assert saved["timing"]["ms_per_step"] > 0 and saved["timing"]["samples_per_s"] > 0
+    assert saved["timing"]["host_memory_kept"] is True  # trainer.keep_freed_host_memory
     assert saved["peak_memory_mb"] > 0 and summary["config_hash"] == saved["config_hash"]
     if strategy == "one_joint_loss":
         assert saved["unimodal_heads_trained"] is False

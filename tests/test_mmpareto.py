@@ -110,16 +110,26 @@ def test_cpu_sweep_and_foreach_kernels_agree(inplace: bool, monkeypatch) -> None
     for sweep in (True, False):
         monkeypatch.setattr(base, "goes_tensor_by_tensor", lambda device, sweep=sweep: sweep)
         a, b = [g.clone() for g in g_mm], [g.clone() for g in g_u]
-        products, out = base.pair_products_and_sum(a, b, scale=1.5, inplace=inplace)
+        products, out, sum_norms = base.sweep_pair(a, b, scale=1.5, inplace=inplace)
         assert all((o is x) == inplace for o, x in zip(out, a, strict=True))
+        expected_norms = [(x + y).norm() for x, y in zip(g_mm, g_u, strict=True)]
+        assert torch.allclose(sum_norms, torch.stack(expected_norms))
         assert all(torch.equal(x, y) for x, y in zip(b, g_u, strict=True))
-        results[sweep] = products, out, combine(g_mm, g_u)[0]
+        opposed = [0.3 * y - x for x, y in zip(g_mm, g_u, strict=True)]
+        combined = [
+            flat(combine(g_mm, other, rescale=rescale)[0])
+            for other in (g_u, opposed)
+            for rescale in RESCALE_MODES
+        ]
+        assert combine(g_mm, opposed)[1].cos < 0  # the conflict branch is covered too
+        results[sweep] = products, out, combined
     x1, x2 = flat(g_mm), flat(g_u)
     for products, out, combined in results.values():
         sums = (products.aa.sum(), products.ab.sum(), products.bb.sum())
         assert torch.allclose(torch.stack(sums), torch.stack([x1 @ x1, x1 @ x2, x2 @ x2]))
         assert torch.allclose(flat(out), 1.5 * (x1 + x2))
-        assert torch.allclose(flat(combined), flat(results[True][2]))
+        for mine, reference in zip(combined, results[True][2], strict=True):
+            assert torch.allclose(mine, reference)
 
 
 @pytest.mark.parametrize("rescale", RESCALE_MODES)

@@ -6,7 +6,9 @@ g_mm = ∇_θm L_mm and g_u = ∇_θm L_m; the adaptor stacks the flattened grad
     G = [flat g_mm; flat g_u]   (2, n_m),
 
 calls the aggregator's pure ``aggregate(G, ...) -> Aggregation(direction, weights)`` and
-unflattens ``direction`` (= weightsᵀG) into the encoder's per-tensor gradients. Heads,
+unflattens ``direction`` (= weightsᵀG) into the encoder's per-tensor gradients. G is
+written in one allocation, each tensor in its memory order (channels_last tensors are
+not made contiguous first), and the new gradients are views of ``direction``. Heads,
 fusion and every other parameter keep the plain gradient of L_mm + Σ_m L_m. Telemetry per
 encoder: cos(g_mm, g_u), both norms and the weights applied (w_mm = weights[0],
 w_u = weights[1]). Any number of modalities and any fusion work: each encoder is one
@@ -34,8 +36,9 @@ from mmbench.strategies.base import (
     EncoderStats,
     PerEncoderPairStrategy,
     StepLosses,
-    flatten,
+    from_vector,
     pair_stats,
+    vector_view,
 )
 from mmbench.strategies.gradvac import GradVacState
 from mmbench.strategies.gram import Aggregation
@@ -64,12 +67,32 @@ def load_aggregator(name: str) -> Callable[..., Any]:
     return import_module(f"mmbench.strategies.{name}").aggregate
 
 
-def unflatten(direction: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Split a flat vector into tensors shaped (and typed) like ``like``."""
+def stack_rows(rows: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, list[str]]:
+    """G (k, n): row i = the tensors of rows[i] one after another, and each tensor's layout.
+
+    Every tensor is copied once, in the memory order of the first row's tensor (a view of
+    a channels_last tensor, not a contiguous copy of it).
+    """
+    first = rows[0]
+    layouts = [vector_view(t)[1] for t in first]
+    n = sum(t.numel() for t in first)
+    G = torch.empty((len(rows), n), dtype=first[0].dtype, device=first[0].device)
+    for row, tensors in zip(G, rows, strict=True):
+        offset = 0
+        for t, layout in zip(tensors, layouts, strict=True):
+            row[offset : offset + t.numel()].copy_(vector_view(t, layout)[0])
+            offset += t.numel()
+    return G, layouts
+
+
+def unflatten(
+    direction: torch.Tensor, like: Sequence[torch.Tensor], layouts: Sequence[str]
+) -> list[torch.Tensor]:
+    """Split a flat vector into tensors shaped (and typed) like ``like``, in ``layouts``."""
     sizes = [t.numel() for t in like]
     return [
-        piece.reshape(t.shape).to(t.dtype)
-        for piece, t in zip(direction.split(sizes), like, strict=True)
+        from_vector(piece, t, layout).to(t.dtype)
+        for piece, t, layout in zip(direction.split(sizes), like, layouts, strict=True)
     ]
 
 
@@ -116,11 +139,11 @@ class PerEncoderAggregation(PerEncoderPairStrategy):
         encoder: str,
         losses: StepLosses,
     ) -> tuple[list[torch.Tensor], EncoderStats]:
-        flat_mm, flat_u = flatten(g_mm), flatten(g_u)
+        G, layouts = stack_rows([g_mm, g_u])
         loss_values = torch.stack([losses.fused, losses.unimodal[encoder]]).detach()
-        result = self.combine(encoder, torch.stack([flat_mm, flat_u]), loss_values)
+        result = self.combine(encoder, G, loss_values)
         w = result.weights.detach()
-        return unflatten(result.direction, g_mm), pair_stats(flat_mm, flat_u, w[0], w[1])
+        return unflatten(result.direction, g_mm, layouts), pair_stats(G[0], G[1], w[0], w[1])
 
     def state_dict(self) -> dict[str, Any]:
         return {

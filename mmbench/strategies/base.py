@@ -63,11 +63,6 @@ class EncoderStats(NamedTuple):
 Telemetry = dict[str, dict[str, float]]
 
 
-def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Concatenate a list of tensors into one vector."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
 def pair_stats(
     flat_mm: torch.Tensor,
     flat_u: torch.Tensor,
@@ -81,19 +76,39 @@ def pair_stats(
     return EncoderStats(cos, flat_mm.norm(), flat_u.norm(), as_tensor(w_mm), as_tensor(w_u))
 
 
-def _vector_view(t: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """A flat view of ``t`` (no copy) and the layout its element order follows."""
+def vector_view(t: torch.Tensor, layout: str | None = None) -> tuple[torch.Tensor, str]:
+    """``t`` as a vector in the element order of its memory layout, and that layout.
+
+    ``contiguous`` and ``channels_last`` tensors give a view (no copy); anything else is
+    copied in logical order (``copy``). ``layout`` forces an element order, so that two
+    tensors of different layouts can be read in the same order.
+    """
+    layout = layout or _layout(t)
+    if layout == "channels_last":
+        return t.permute(0, 2, 3, 1).reshape(-1), layout
+    return t.reshape(-1), layout
+
+
+def _layout(t: torch.Tensor) -> str:
     if t.is_contiguous():
-        return t.view(-1), "contiguous"
+        return "contiguous"
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return t.permute(0, 2, 3, 1).reshape(-1), "channels_last"
-    return t.reshape(-1), "copy"
+        return "channels_last"
+    return "copy"
+
+
+def from_vector(vector: torch.Tensor, like: torch.Tensor, layout: str) -> torch.Tensor:
+    """The inverse of :func:`vector_view`: a tensor shaped like ``like`` (in ``layout``)."""
+    if layout == "channels_last":
+        n, c, h, w = like.shape
+        return vector.view(n, h, w, c).permute(0, 3, 1, 2)
+    return vector.view(like.shape)
 
 
 def tensor_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """<a, b> over all elements, without copying when both share a memory layout."""
-    va, layout_a = _vector_view(a)
-    vb, layout_b = _vector_view(b)
+    va, layout_a = vector_view(a)
+    vb, layout_b = vector_view(b)
     if layout_a == layout_b:
         return torch.dot(va, vb)
     return (a * b).sum()
@@ -118,7 +133,7 @@ class PairProducts(NamedTuple):
 
 def pair_products(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> PairProducts:
     """<a_t,a_t>, <a_t,b_t>, <b_t,b_t> for every tensor t: a few reads, no flattened copies."""
-    return pair_products_and_sum(a, b, scale=None)[0]
+    return sweep_pair(a, b, scale=None).products
 
 
 def goes_tensor_by_tensor(device: torch.device) -> bool:
@@ -126,45 +141,57 @@ def goes_tensor_by_tensor(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def pair_products_and_sum(
+class PairSweep(NamedTuple):
+    """One read of two gradient lists a, b: their products, scale * (a + b) and ||a + b||."""
+
+    products: PairProducts
+    sums: list[torch.Tensor]  # scale * (a_t + b_t); empty when not asked for
+    sum_norms: torch.Tensor | None  # ||a_t + b_t|| (unscaled), 1-D
+
+
+def sweep_pair(
     a: Sequence[torch.Tensor],
     b: Sequence[torch.Tensor],
     scale: float | None = 1.0,
     inplace: bool = False,
-) -> tuple[PairProducts, list[torch.Tensor]]:
-    """The per-tensor products of a and b, and scale * (a_t + b_t) for every t.
+) -> PairSweep:
+    """The per-tensor products of a and b, scale * (a_t + b_t) and ||a_t + b_t||.
 
-    ``scale=None`` skips the sum (an empty list). ``inplace`` writes the sum into a's
-    tensors (b is only read). On CPU the work goes tensor by tensor: the three dot
-    products and the sum of a pair of tensors run while that pair is in cache, so each
-    gradient is read from memory once (a sweep per quantity costs about twice as much on
-    a ResNet-18 encoder). On other devices each quantity is one batched (foreach) kernel.
+    ``scale=None`` skips the sums. ``inplace`` writes the sums into a's tensors (b is only
+    read). On CPU the work goes tensor by tensor: the dot products, the sum and its norm
+    of a pair of tensors run while that pair is in cache, so each gradient is read from
+    memory once (a sweep per quantity costs about twice as much on a ResNet-18 encoder).
+    On other devices each quantity is one batched (foreach) kernel.
     """
     if len(a) != len(b):
         raise ValueError(f"gradient lists differ in length: {len(a)} vs {len(b)}")
     a, b = list(a), list(b)
     if a and goes_tensor_by_tensor(a[0].device):
-        aa, ab, bb, out = [], [], [], []
+        aa, ab, bb, sums, norms = [], [], [], [], []
         for x, y in zip(a, b, strict=True):
             aa.append(tensor_dot(x, x))
             ab.append(tensor_dot(x, y))
             bb.append(tensor_dot(y, y))
             if scale is not None:
                 total = x.add_(y) if inplace else torch.add(x, y)
-                out.append(total.mul_(scale))
-        return PairProducts(torch.stack(aa), torch.stack(ab), torch.stack(bb)), out
+                norms.append(torch.linalg.vector_norm(total))
+                sums.append(total.mul_(scale))
+        products = PairProducts(torch.stack(aa), torch.stack(ab), torch.stack(bb))
+        return PairSweep(products, sums, torch.stack(norms) if norms else None)
     aa = torch.stack(torch._foreach_norm(a)).square()
     bb = torch.stack(torch._foreach_norm(b)).square()
     ab = torch.stack([tensor_dot(x, y) for x, y in zip(a, b, strict=True)])
-    out = []
-    if scale is not None:
-        if inplace:
-            out = a
-            torch._foreach_add_(out, b)
-        else:
-            out = torch._foreach_add(a, b)
-        torch._foreach_mul_(out, scale)
-    return PairProducts(aa, ab, bb), out
+    products = PairProducts(aa, ab, bb)
+    if scale is None:
+        return PairSweep(products, [], None)
+    if inplace:
+        sums = a
+        torch._foreach_add_(sums, b)
+    else:
+        sums = torch._foreach_add(a, b)
+    norms = torch.stack(torch._foreach_norm(sums))
+    torch._foreach_mul_(sums, scale)
+    return PairSweep(products, sums, norms)
 
 
 def stats_to_floats(stats: dict[str, EncoderStats]) -> Telemetry:
@@ -287,7 +314,7 @@ class GradientStrategy:
         stats = {}
         for name, idx in encoder_indices(model, grads.params).items():
             g_mm, g_u = zero_filled(grads, idx)
-            stats[name] = pair_stats(flatten(g_mm), flatten(g_u), w_mm, w_u)
+            stats[name] = pair_products(g_mm, g_u).stats(w_mm, w_u)
         return stats
 
 

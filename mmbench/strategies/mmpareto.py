@@ -21,7 +21,8 @@ from mmbench.strategies.base import (
     EncoderStats,
     PerEncoderPairStrategy,
     StepLosses,
-    pair_products_and_sum,
+    goes_tensor_by_tensor,
+    sweep_pair,
 )
 from mmbench.strategies.mgda import OFFICIAL_CLIP, min_norm_weight
 
@@ -51,28 +52,34 @@ def combine(
     unless ``inplace``: then the result is written into (and returned as) ``g_mm``'s
     tensors, which the caller must own; ``g_uni`` is only read.
 
-    Cost: the encoder products are per-tensor dot products (no flattened copies), computed
-    with gamma * (g_mm + g_u), the result without conflict. With conflict that sum gives
-    the rescale targets ||g_mm[t] + g_u[t]|| and becomes, where it lies,
-    d = 2 w_mm s + 2 (1 - 2 w_mm) g_u = 2 (w_mm g_mm + w_u g_u) with s = g_mm + g_u.
+    Cost: one sweep reads each gradient once and gives the encoder products, the result
+    without conflict gamma * (g_mm + g_u) and the rescale targets ||g_mm[t] + g_u[t]||.
+    With conflict the sum s becomes, where it lies, d = 2 w_mm s + 2 (1 - 2 w_mm) g_u
+    = 2 (w_mm g_mm + w_u g_u), then is rescaled; on CPU tensor by tensor, while in cache.
     """
     if rescale not in RESCALE_MODES:
         raise ValueError(f"strategy.rescale={rescale!r}: use one of {list(RESCALE_MODES)}")
-    # gamma * (g_mm + g_u) comes with the products (one read of each gradient on CPU);
-    # it is the result without conflict, and gamma * s, the start of d, with conflict.
-    products, out = pair_products_and_sum(g_mm, g_uni, gamma, inplace)
+    sweep = sweep_pair(g_mm, g_uni, gamma, inplace)
+    out, products = sweep.sums, sweep.products
     stats = products.stats(0.5, 0.5, eps)
     if stats.cos > 0 or gamma == 0:  # d = 2 (a/2 + b/2) = a + b, every norm ratio is 1
         return out, stats
     w_mm = min_norm_weight(products.aa.sum(), products.ab.sum(), products.bb.sum(), clip)
-    w_u = 1 - w_mm
-    sums = None if rescale == "none" else torch.stack(torch._foreach_norm(out)) / abs(gamma)
-    torch._foreach_mul_(out, 2 * w_mm / gamma)
-    torch._foreach_add_(out, list(g_uni), alpha=2 * (1 - 2 * w_mm.item()))
-    if sums is None:
+    w = w_mm.item()
+    to_direction = (2 * w / gamma, 2 * (1 - 2 * w))  # gamma * s -> d, with g_u
+    g_uni = list(g_uni)
+    if rescale == "tensor" and out and goes_tensor_by_tensor(out[0].device):
+        for o, u, target in zip(out, g_uni, sweep.sum_norms.tolist(), strict=True):
+            o.mul_(to_direction[0]).add_(u, alpha=to_direction[1])
+            norm_d = torch.linalg.vector_norm(o).item()
+            o.mul_(gamma * (target / norm_d if 0 < norm_d < target else 1.0))
+        return out, stats._replace(w_mm=w_mm, w_u=1 - w_mm)
+    torch._foreach_mul_(out, to_direction[0])
+    torch._foreach_add_(out, g_uni, alpha=to_direction[1])
+    if rescale == "none":
         factors = torch.ones(len(out))
     else:
-        norms_d = torch.stack(torch._foreach_norm(out))
+        sums, norms_d = sweep.sum_norms, torch.stack(torch._foreach_norm(out))
         if rescale == "tensor":
             ratios = _ratio(sums, norms_d)
         else:
@@ -80,7 +87,7 @@ def combine(
             ratios = ratios.expand(len(out))
         factors = torch.where(ratios > 1, ratios, torch.ones_like(ratios))
     torch._foreach_mul_(out, (gamma * factors).tolist())
-    return out, stats._replace(w_mm=w_mm, w_u=w_u)
+    return out, stats._replace(w_mm=w_mm, w_u=1 - w_mm)
 
 
 class MMPareto(PerEncoderPairStrategy):
