@@ -34,6 +34,7 @@ from mmbench.strategies import (
 )
 from mmbench.strategies.gram import (
     Aggregation,
+    BlockRows,
     gram_matrix,
     min_norm_simplex,
     project_onto_dual_cone,
@@ -160,6 +161,47 @@ def test_shapes_dtypes_and_linear_combination(name: str, k: int, dtype: torch.dt
     result = METHODS[name](G)
     assert_consistent(G, result, TOLERANCE[dtype])
     assert torch.equal(G, before), "G was modified in place"
+
+
+def as_blocks(G: torch.Tensor) -> list[list[torch.Tensor]]:
+    """The rows of G cut into an encoder's tensors: a 4-D channels_last one, a 1-D, a 2-D."""
+    sizes, shapes = [24, 4, 4], [(2, 3, 2, 2), (4,), (2, 2)]
+    rows = []
+    for row in G:
+        pieces = [p.reshape(shape) for p, shape in zip(row.split(sizes), shapes, strict=True)]
+        pieces[0] = pieces[0].contiguous(memory_format=torch.channels_last)
+        rows.append(pieces)
+    return rows
+
+
+def flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("name", list(METHODS))
+def test_block_rows_aggregate_like_the_dense_matrix(name: str, k: int, inplace: bool) -> None:
+    """What the per-encoder adaptor passes (per-tensor rows) gives the dense G's result."""
+    G = random_rows(seed=7 + k, k=k, n=32, shared=0.2, spread=1.0)
+    dense = METHODS[name](G)
+    rows = as_blocks(G)
+    kept = [[t.clone() for t in row] for row in rows]
+    blocks = BlockRows(rows, inplace=inplace)
+    assert blocks.shape == tuple(G.shape)
+    torch.testing.assert_close(gram_matrix(blocks), gram_matrix(G))
+    result = METHODS[name](blocks)
+    torch.testing.assert_close(flat(result.direction), dense.direction)
+    torch.testing.assert_close(result.weights, dense.weights)
+    assert all(torch.equal(a, b) for a, b in zip(rows[1], kept[1], strict=True))
+    written = [o.data_ptr() == t.data_ptr() for o, t in zip(result.direction, rows[0], strict=True)]
+    assert all(written) if inplace else not any(written)
+    assert result.direction[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_block_rows_refuse_ragged_rows() -> None:
+    with pytest.raises(ValueError, match="same shapes"):
+        BlockRows([[torch.zeros(3)], [torch.zeros(4)]])
 
 
 @pytest.mark.parametrize("name", list(METHODS))

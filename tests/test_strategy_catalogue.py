@@ -23,7 +23,7 @@ from mmbench.models.fusion import ConcatFusion, FiLMFusion, GatedFusion, SumFusi
 from mmbench.models.modality import ModalitySpec
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.strategies import pcgrad, upgrad
-from mmbench.strategies.aggregated import PerEncoderAggregation, stack_rows, unflatten
+from mmbench.strategies.aggregated import PerEncoderAggregation
 from mmbench.strategies.base import StepLosses
 from mmbench.strategies.mmpareto import MMPareto
 from mmbench.strategies.uniform import Uniform
@@ -230,25 +230,6 @@ def test_adaptor_is_the_pure_aggregate(aggregator: str, reference, channels_last
     for (key, p), q in zip(model.named_parameters(), plain.parameters(), strict=True):
         if id(p) not in encoder_ids:
             torch.testing.assert_close(p.grad, q.grad, msg=key)
-
-
-def test_stack_rows_and_unflatten_round_trip_every_layout() -> None:
-    gen = torch.Generator().manual_seed(0)
-    first = [
-        torch.randn(4, 3, 2, 2, generator=gen).to(memory_format=torch.channels_last),
-        torch.randn(5, generator=gen),
-        torch.randn(3, 4, generator=gen).T,  # neither layout: copied in logical order
-    ]
-    second = [torch.randn(t.shape, generator=gen) for t in first]  # all contiguous
-    G, layouts = stack_rows([first, second])
-    assert G.shape == (2, 4 * 3 * 2 * 2 + 5 + 12)
-    assert layouts == ["channels_last", "contiguous", "copy"]
-    for row, tensors in zip(G, (first, second), strict=True):
-        back = unflatten(row, first, layouts)
-        assert all(torch.equal(b, t) for b, t in zip(back, tensors, strict=True))
-    back = unflatten(G[0], first, layouts)
-    assert back[0].is_contiguous(memory_format=torch.channels_last)
-    assert back[0].data_ptr() == G[0].data_ptr()  # views of the direction, no copies
 
 
 # ------------------------------------------------------------------ spec/mmpareto.md pitfalls

@@ -1,14 +1,14 @@
 """Adaptor: any pure k-objective aggregator applied per encoder to (g_mm, g_u).
 
 For every encoder block θ_m, two backward passes (:func:`separate_gradients`) give
-g_mm = ∇_θm L_mm and g_u = ∇_θm L_m; the adaptor stacks the flattened gradients
+g_mm = ∇_θm L_mm and g_u = ∇_θm L_m; the adaptor hands the aggregator's pure
+``aggregate(G, ...) -> Aggregation(direction, weights)`` the two rows
 
-    G = [flat g_mm; flat g_u]   (2, n_m),
+    G = [g_mm; g_u]   (2, n_m)
 
-calls the aggregator's pure ``aggregate(G, ...) -> Aggregation(direction, weights)`` and
-unflattens ``direction`` (= weightsᵀG) into the encoder's per-tensor gradients. G is
-written in one allocation, each tensor in its memory order (channels_last tensors are
-not made contiguous first), and the new gradients are views of ``direction``. Heads,
+as :class:`~mmbench.strategies.gram.BlockRows`: the encoder's per-tensor gradients, never
+concatenated. The aggregator sees K = G Gᵀ from per-tensor dot products and returns
+``direction`` (= weightsᵀG) per tensor, written over g_mm's buffers. Heads,
 fusion and every other parameter keep the plain gradient of L_mm + Σ_m L_m. Telemetry per
 encoder: cos(g_mm, g_u), both norms and the weights applied (w_mm = weights[0],
 w_u = weights[1]). Any number of modalities and any fusion work: each encoder is one
@@ -26,7 +26,7 @@ normalisers receives the loss values [L_mm, L_m] of the step.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
@@ -34,14 +34,12 @@ import torch
 
 from mmbench.strategies.base import (
     EncoderStats,
+    PairProducts,
     PerEncoderPairStrategy,
     StepLosses,
-    from_vector,
-    pair_stats,
-    vector_view,
 )
 from mmbench.strategies.gradvac import GradVacState
-from mmbench.strategies.gram import Aggregation
+from mmbench.strategies.gram import Aggregation, BlockRows
 
 AGGREGATORS = (
     "pcgrad",
@@ -65,35 +63,6 @@ def load_aggregator(name: str) -> Callable[..., Any]:
     if name not in AGGREGATORS:
         raise ValueError(f"strategy.aggregator={name!r}: use one of {list(AGGREGATORS)}")
     return import_module(f"mmbench.strategies.{name}").aggregate
-
-
-def stack_rows(rows: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, list[str]]:
-    """G (k, n): row i = the tensors of rows[i] one after another, and each tensor's layout.
-
-    Every tensor is copied once, in the memory order of the first row's tensor (a view of
-    a channels_last tensor, not a contiguous copy of it).
-    """
-    first = rows[0]
-    layouts = [vector_view(t)[1] for t in first]
-    n = sum(t.numel() for t in first)
-    G = torch.empty((len(rows), n), dtype=first[0].dtype, device=first[0].device)
-    for row, tensors in zip(G, rows, strict=True):
-        offset = 0
-        for t, layout in zip(tensors, layouts, strict=True):
-            row[offset : offset + t.numel()].copy_(vector_view(t, layout)[0])
-            offset += t.numel()
-    return G, layouts
-
-
-def unflatten(
-    direction: torch.Tensor, like: Sequence[torch.Tensor], layouts: Sequence[str]
-) -> list[torch.Tensor]:
-    """Split a flat vector into tensors shaped (and typed) like ``like``, in ``layouts``."""
-    sizes = [t.numel() for t in like]
-    return [
-        from_vector(piece, t, layout).to(t.dtype)
-        for piece, t, layout in zip(direction.split(sizes), like, layouts, strict=True)
-    ]
 
 
 class PerEncoderAggregation(PerEncoderPairStrategy):
@@ -122,8 +91,8 @@ class PerEncoderAggregation(PerEncoderPairStrategy):
         self.generator = torch.Generator().manual_seed(seed)
         self.states: dict[str, Any] = {}
 
-    def combine(self, name: str, G: torch.Tensor, losses: torch.Tensor) -> Aggregation:
-        """The aggregation of one encoder's (2, n) matrix, updating its state if any."""
+    def combine(self, name: str, G: BlockRows, losses: torch.Tensor) -> Aggregation:
+        """The aggregation of one encoder's (2, n) rows, updating its state if any."""
         kwargs: dict[str, Any] = {**self.knobs, "generator": self.generator}
         if self.takes_losses:
             kwargs["losses"] = losses
@@ -139,11 +108,12 @@ class PerEncoderAggregation(PerEncoderPairStrategy):
         encoder: str,
         losses: StepLosses,
     ) -> tuple[list[torch.Tensor], EncoderStats]:
-        G, layouts = stack_rows([g_mm, g_u])
+        G = BlockRows([g_mm, g_u], inplace=True)
         loss_values = torch.stack([losses.fused, losses.unimodal[encoder]]).detach()
         result = self.combine(encoder, G, loss_values)
-        w = result.weights.detach()
-        return unflatten(result.direction, g_mm, layouts), pair_stats(G[0], G[1], w[0], w[1])
+        K, w = G.gram(), result.weights.detach()
+        products = PairProducts(K[0, 0].reshape(1), K[0, 1].reshape(1), K[1, 1].reshape(1))
+        return list(result.direction), products.stats(w[0], w[1])
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -76,33 +76,17 @@ def pair_stats(
     return EncoderStats(cos, flat_mm.norm(), flat_u.norm(), as_tensor(w_mm), as_tensor(w_u))
 
 
-def vector_view(t: torch.Tensor, layout: str | None = None) -> tuple[torch.Tensor, str]:
+def vector_view(t: torch.Tensor) -> tuple[torch.Tensor, str]:
     """``t`` as a vector in the element order of its memory layout, and that layout.
 
     ``contiguous`` and ``channels_last`` tensors give a view (no copy); anything else is
-    copied in logical order (``copy``). ``layout`` forces an element order, so that two
-    tensors of different layouts can be read in the same order.
+    copied in logical order (``copy``).
     """
-    layout = layout or _layout(t)
-    if layout == "channels_last":
-        return t.permute(0, 2, 3, 1).reshape(-1), layout
-    return t.reshape(-1), layout
-
-
-def _layout(t: torch.Tensor) -> str:
     if t.is_contiguous():
-        return "contiguous"
+        return t.view(-1), "contiguous"
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return "channels_last"
-    return "copy"
-
-
-def from_vector(vector: torch.Tensor, like: torch.Tensor, layout: str) -> torch.Tensor:
-    """The inverse of :func:`vector_view`: a tensor shaped like ``like`` (in ``layout``)."""
-    if layout == "channels_last":
-        n, c, h, w = like.shape
-        return vector.view(n, h, w, c).permute(0, 3, 1, 2)
-    return vector.view(like.shape)
+        return t.permute(0, 2, 3, 1).reshape(-1), "channels_last"
+    return t.reshape(-1), "copy"
 
 
 def tensor_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,10 @@ Every aggregator takes the stacked gradients ``G`` (k, n) of one encoder block (
 fused loss, rows 1.. = unimodal losses) and returns an :class:`Aggregation`: the direction
 d (n,) and coefficients w (k,) with d = wᵀG. All of them only need the Gram matrix
 K = G Gᵀ (k, k), so the decisions are taken on a small float64 copy of K on the CPU and the
-only work on the big vectors is K itself and the final d = Σ_i w_i g_i.
+only work on the big vectors is K itself and the final d = Σ_i w_i g_i. ``G`` may also be
+:class:`BlockRows`, the rows kept as the encoder's per-tensor gradients: K comes from
+per-tensor dot products and d is returned per tensor, so a model's gradients are never
+concatenated into a matrix.
 
 Helpers here: the Gram matrix, the exact min-norm point of the convex hull of the rows
 (MGDA's sub-problem), the projection onto the dual cone {x : Gx >= 0} (UPGrad/DualProj's
@@ -13,11 +16,14 @@ sub-problem), the MGDA gradient normalisers and the random order used by PCGrad/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from scipy.optimize import nnls
+
+from mmbench.strategies.base import goes_tensor_by_tensor, tensor_dot
 
 Normalizer = Literal["none", "l2", "loss", "loss+"]
 
@@ -25,13 +31,77 @@ SOLVER_DTYPE = torch.float64
 
 
 class Aggregation(NamedTuple):
-    """The aggregated gradient and the coefficients that produced it: direction = weightsᵀG."""
+    """The aggregated gradient and the coefficients that produced it: direction = weightsᵀG.
 
-    direction: torch.Tensor
+    ``direction`` is a (n,) vector for a matrix G, and a list of tensors for BlockRows.
+    """
+
+    direction: torch.Tensor | list[torch.Tensor]
     weights: torch.Tensor
 
 
-def check_gradient_matrix(G: torch.Tensor) -> None:
+class BlockRows:
+    """k gradient rows, each a list of tensors (the same shapes in every row), as a G.
+
+    Stands in for the (k, n) matrix of the concatenated rows wherever an aggregator uses
+    G: ``shape``, ``dtype``, :func:`gram_matrix` (per-tensor dot products, tensor by
+    tensor on CPU so each block is read once; cached) and :func:`combine` (d per tensor).
+    ``inplace=True`` lets :func:`combine` write d into the first row's tensors (the caller
+    must own them); otherwise the rows are only read.
+    """
+
+    ndim = 2
+
+    def __init__(self, rows: Sequence[Sequence[torch.Tensor]], inplace: bool = False) -> None:
+        self.rows = [list(row) for row in rows]
+        if not self.rows or not self.rows[0]:
+            raise ValueError("BlockRows needs at least one row of at least one tensor")
+        shapes = [[t.shape for t in row] for row in self.rows]
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError("every row must hold tensors of the same shapes")
+        first = self.rows[0][0]
+        self.shape = (len(self.rows), sum(t.numel() for t in self.rows[0]))
+        self.dtype, self.device, self.inplace = first.dtype, first.device, inplace
+        self._gram: torch.Tensor | None = None
+
+    def is_floating_point(self) -> bool:
+        return self.rows[0][0].is_floating_point()
+
+    def gram(self) -> torch.Tensor:
+        """K (k, k) in weights_dtype, from per-tensor dot products (computed once)."""
+        if self._gram is None:
+            k, dtype, n = len(self.rows), weights_dtype(self), len(self.rows[0])
+            pairs = [(i, j) for i in range(k) for j in range(i, k)]
+            parts: dict[tuple[int, int], list[torch.Tensor]] = {pair: [] for pair in pairs}
+            if goes_tensor_by_tensor(self.device):  # every product of a block while in cache
+                order = [(t, pair) for t in range(n) for pair in pairs]
+            else:
+                order = [(t, pair) for pair in pairs for t in range(n)]
+            for t, (i, j) in order:
+                x, y = self.rows[i][t].detach(), self.rows[j][t].detach()
+                parts[i, j].append(tensor_dot(x.to(dtype), y.to(dtype)))
+            sums = {pair: torch.stack(values).sum() for pair, values in parts.items()}
+            self._gram = torch.stack(
+                [torch.stack([sums[min(i, j), max(i, j)] for j in range(k)]) for i in range(k)]
+            )
+        return self._gram
+
+    def weighted_sum(self, coefficients: list[float]) -> list[torch.Tensor]:
+        """Σ_i c_i row_i, tensor by tensor (into the first row's tensors when inplace)."""
+        out = []
+        for blocks in zip(*self.rows, strict=True):
+            first = blocks[0].detach()
+            total = first.mul_(coefficients[0]) if self.inplace else first * coefficients[0]
+            for coefficient, block in zip(coefficients[1:], blocks[1:], strict=True):
+                total.add_(block.detach(), alpha=coefficient)
+            out.append(total)
+        return out
+
+
+GradientRows = torch.Tensor | BlockRows
+
+
+def check_gradient_matrix(G: GradientRows) -> None:
     """Raise ValueError unless G is a floating-point (k, n) matrix with k >= 1."""
     if G.ndim != 2 or G.shape[0] < 1:
         raise ValueError(
@@ -41,12 +111,12 @@ def check_gradient_matrix(G: torch.Tensor) -> None:
         raise ValueError(f"expected a floating-point gradient matrix, got {G.dtype}")
 
 
-def weights_dtype(G: torch.Tensor) -> torch.dtype:
+def weights_dtype(G: GradientRows) -> torch.dtype:
     """float32 for half/bfloat16 gradients (coefficients need more digits), else G's dtype."""
     return torch.promote_types(G.dtype, torch.float32)
 
 
-def gram_matrix(G: torch.Tensor) -> torch.Tensor:
+def gram_matrix(G: GradientRows) -> torch.Tensor:
     """K = G Gᵀ (k, k) in G's precision (float32 at least), on G's device, exactly symmetric.
 
     Built from pairwise dot products rather than a matmul so that reduced-precision matmul
@@ -54,6 +124,8 @@ def gram_matrix(G: torch.Tensor) -> torch.Tensor:
     for float32/float64.
     """
     check_gradient_matrix(G)
+    if isinstance(G, BlockRows):
+        return G.gram()
     rows = G.detach().to(weights_dtype(G))
     k = rows.shape[0]
     entries = {(i, j): torch.dot(rows[i], rows[j]) for i in range(k) for j in range(i, k)}
@@ -68,18 +140,20 @@ def as_solver_matrix(K: torch.Tensor) -> torch.Tensor:
     return (K64 + K64.T) / 2
 
 
-def solver_gram(G: torch.Tensor) -> torch.Tensor:
+def solver_gram(G: GradientRows) -> torch.Tensor:
     """The Gram matrix of G as a float64 CPU (k, k) tensor (one device sync)."""
     return as_solver_matrix(gram_matrix(G))
 
 
-def combine(G: torch.Tensor, weights: torch.Tensor) -> Aggregation:
+def combine(G: GradientRows, weights: torch.Tensor) -> Aggregation:
     """direction = Σ_i w_i g_i (as k scaled additions, no matmul) and w on G's device."""
     coefficients = weights.detach().to(device="cpu", dtype=SOLVER_DTYPE).tolist()
+    weights_out = torch.tensor(coefficients, dtype=weights_dtype(G), device=G.device)
+    if isinstance(G, BlockRows):
+        return Aggregation(G.weighted_sum(coefficients), weights_out)
     direction = G[0] * coefficients[0]
     for coefficient, row in zip(coefficients[1:], G[1:], strict=True):
         direction = direction.add(row, alpha=coefficient)
-    weights_out = torch.tensor(coefficients, dtype=weights_dtype(G), device=G.device)
     return Aggregation(direction, weights_out)
 
 
@@ -88,7 +162,7 @@ def is_finite(K: torch.Tensor) -> bool:
     return bool(torch.isfinite(K).all())
 
 
-def nonfinite_aggregation(G: torch.Tensor) -> Aggregation:
+def nonfinite_aggregation(G: GradientRows) -> Aggregation:
     """For non-finite gradients: the plain sum (weights 1), non-finite on purpose.
 
     The inf/NaN then reaches the optimiser unchanged, where AMP's GradScaler detects it and
