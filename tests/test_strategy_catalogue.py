@@ -158,7 +158,15 @@ def same(a: object, b: object) -> bool:
 
 @pytest.mark.parametrize(
     "strategy,epochs",
-    [("gradvac", 2), ("pcgrad", 2), ("rlw", 2), ("uncertainty", 2), ("ogm_ge", 2), ("dwa", 3)],
+    [
+        ("gradvac", 2),
+        ("pcgrad", 2),
+        ("rlw", 2),
+        ("uncertainty", 2),
+        ("ogm_ge", 2),
+        ("dwa", 3),
+        ("agm", 2),
+    ],
 )
 def test_resume_is_exact(compose_cfg, tmp_path: Path, strategy: str, epochs: int) -> None:
     common = [f"strategy={strategy}", f"trainer.epochs={epochs}", *TINY]
