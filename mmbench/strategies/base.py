@@ -63,20 +63,7 @@ class EncoderStats(NamedTuple):
 Telemetry = dict[str, dict[str, float]]
 
 
-def pair_stats(
-    flat_mm: torch.Tensor,
-    flat_u: torch.Tensor,
-    w_mm: torch.Tensor | float,
-    w_u: torch.Tensor | float,
-    eps: float = 1e-8,
-) -> EncoderStats:
-    """Cosine and norms of one encoder's two (flattened) gradients, with the weights used."""
-    cos = F.cosine_similarity(flat_mm, flat_u, dim=0, eps=eps)
-    as_tensor = lambda w: torch.as_tensor(w, dtype=cos.dtype, device=cos.device)  # noqa: E731
-    return EncoderStats(cos, flat_mm.norm(), flat_u.norm(), as_tensor(w_mm), as_tensor(w_u))
-
-
-def vector_view(t: torch.Tensor) -> tuple[torch.Tensor, str]:
+def _vector_view(t: torch.Tensor) -> tuple[torch.Tensor, str]:
     """``t`` as a vector in the element order of its memory layout, and that layout.
 
     ``contiguous`` and ``channels_last`` tensors give a view (no copy); anything else is
@@ -91,8 +78,8 @@ def vector_view(t: torch.Tensor) -> tuple[torch.Tensor, str]:
 
 def tensor_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """<a, b> over all elements, without copying when both share a memory layout."""
-    va, layout_a = vector_view(a)
-    vb, layout_b = vector_view(b)
+    va, layout_a = _vector_view(a)
+    vb, layout_b = _vector_view(b)
     if layout_a == layout_b:
         return torch.dot(va, vb)
     return (a * b).sum()
