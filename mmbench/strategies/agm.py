@@ -9,7 +9,7 @@ what modality m alone contributes. As the authors' training loop (checked agains
 public AGM_ICCV2023 code), for k >= 2 modalities:
 
     s_m       = (1/B) Σ_b -log max(softmax(r_m(x_b))[y_b], 1e-8)   (score: lower = stronger)
-    ratio_m   = exp(2 (mean_j s_j - s_m))                          (> 1 when m dominates)
+    ratio_m   = exp(2 (mean_j s_j - s_m))      (> 1 when m dominates; exponent clipped to ±c)
     S_m       = the running mean of s_m over every training step so far
     target_m  = exp(2 (mean_j S_j - S_m))                          (the usual ratio)
     k_m       = exp(clip(α (target_m - ratio_m), -c, c)),  c = ``max_exponent``
