@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
-from mmbench.strategies.base import goes_tensor_by_tensor, tensor_dot
+from mmbench.strategies.base import tensor_dot
 
 Normalizer = Literal["none", "l2", "loss", "loss+"]
 
@@ -45,7 +45,7 @@ class BlockRows:
 
     Stands in for the (k, n) matrix of the concatenated rows wherever an aggregator uses
     G: ``shape``, ``dtype``, :func:`gram_matrix` (per-tensor dot products, tensor by
-    tensor on CPU so each block is read once; cached) and :func:`combine` (d per tensor).
+    tensor so each block is read once on CPU; cached) and :func:`combine` (d per tensor).
     ``inplace=True`` lets :func:`combine` write d into the first row's tensors (the caller
     must own them); otherwise the rows are only read.
     """
@@ -70,16 +70,13 @@ class BlockRows:
     def gram(self) -> torch.Tensor:
         """K (k, k) in weights_dtype, from per-tensor dot products (computed once)."""
         if self._gram is None:
-            k, dtype, n = len(self.rows), weights_dtype(self), len(self.rows[0])
+            k, dtype = len(self.rows), weights_dtype(self)
             pairs = [(i, j) for i in range(k) for j in range(i, k)]
             parts: dict[tuple[int, int], list[torch.Tensor]] = {pair: [] for pair in pairs}
-            if goes_tensor_by_tensor(self.device):  # every product of a block while in cache
-                order = [(t, pair) for t in range(n) for pair in pairs]
-            else:
-                order = [(t, pair) for pair in pairs for t in range(n)]
-            for t, (i, j) in order:
-                x, y = self.rows[i][t].detach(), self.rows[j][t].detach()
-                parts[i, j].append(tensor_dot(x.to(dtype), y.to(dtype)))
+            for blocks in zip(*self.rows, strict=True):  # all products of a block while cached
+                blocks = [b.detach().to(dtype) for b in blocks]
+                for i, j in pairs:
+                    parts[i, j].append(tensor_dot(blocks[i], blocks[j]))
             sums = {pair: torch.stack(values).sum() for pair, values in parts.items()}
             self._gram = torch.stack(
                 [torch.stack([sums[min(i, j), max(i, j)] for j in range(k)]) for i in range(k)]
