@@ -1,0 +1,64 @@
+"""The usable CPU count: affinity mask, SLURM allocation and cgroup quota, not cpu_count()."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmbench.utils.cpus import cgroup_quota_cpus, slurm_cpus, usable_cpus
+
+
+def test_slurm_cpus_per_task_caps_the_count(tmp_path: Path) -> None:
+    no_quota = tmp_path / "absent"
+    assert usable_cpus({"SLURM_CPUS_PER_TASK": "1"}, cpu_max=no_quota) == 1
+    mask = len(os.sched_getaffinity(0))
+    assert usable_cpus({"SLURM_CPUS_PER_TASK": "4096"}, cpu_max=no_quota) == mask
+    assert usable_cpus({}, cpu_max=no_quota) == mask
+
+
+@pytest.mark.parametrize("value", ["", "0", "-2", "two", " 3 "])
+def test_slurm_cpus_reads_only_positive_integers(value: str) -> None:
+    expected = 3 if value.strip() == "3" else None
+    assert slurm_cpus({"SLURM_CPUS_PER_TASK": value}) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("max 100000\n", None),
+        ("150000 100000\n", 2),
+        ("100000 100000", 1),
+        ("50000 100000", 1),
+        ("garbage", None),
+        ("0 100000", None),
+    ],
+)
+def test_cgroup_quota_rounds_up(tmp_path: Path, text: str, expected: int | None) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text(text)
+    assert cgroup_quota_cpus(cpu_max) == expected
+
+
+def test_cgroup_quota_caps_the_count(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("100000 100000\n")
+    assert usable_cpus({}, cpu_max=cpu_max) == 1
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) not installed")
+def test_restricted_affinity_mask_is_seen() -> None:
+    """Under `taskset -c <one cpu>` the count is 1 even on a many-core machine."""
+    cpu = min(os.sched_getaffinity(0))
+    code = "from mmbench.utils.cpus import usable_cpus; print(usable_cpus({}))"
+    out = subprocess.run(
+        ["taskset", "-c", str(cpu), sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.strip() == "1"
