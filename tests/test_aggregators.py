@@ -56,7 +56,7 @@ METHODS: dict[str, Aggregator] = {
     "imtl_g": imtl_g.aggregate,
     "aligned_mtl": aligned_mtl.aggregate,
     "nash_mtl": nash_mtl.aggregate,
-    "nash_mtl_unnormalized": partial(nash_mtl.aggregate, normalize_gram=False),
+    "nash_mtl_unclipped": partial(nash_mtl.aggregate, max_norm=0.0),
     "upgrad": upgrad.aggregate,
     "dualproj": dualproj.aggregate,
     "config": config.aggregate,
@@ -68,20 +68,24 @@ PERMUTATION_EQUIVARIANT = [
     "imtl_g",
     "config",
     "nash_mtl",
-    "nash_mtl_unnormalized",
+    "nash_mtl_unclipped",
     "aligned_mtl",
     "cagrad",
 ]
 NON_CONFLICTING = ["mgda", "upgrad", "dualproj", "config"]
 # Under G -> sG (s > 0): "linear" = direction * s, weights unchanged;
 # "invariant" = direction unchanged, weights / s.
-COMMON_SCALING = {name: "linear" for name in METHODS} | {"nash_mtl_unnormalized": "invariant"}
+COMMON_SCALING = {name: "linear" for name in METHODS} | {
+    "nash_mtl": "invariant",
+    "nash_mtl_unclipped": "invariant",
+}
 # Output on a single row g: direction = scale * g.
 SINGLE_ROW_SCALE: dict[str, Callable[[torch.Tensor], float]] = {
     name: lambda g: 1.0 for name in METHODS
 } | {
     "cagrad": lambda g: (1 + 0.4) / (1 + 0.4**2),
-    "nash_mtl_unnormalized": lambda g: 1 / float(g.norm()),
+    "nash_mtl": lambda g: 1 / (float(g.norm()) * (1 + 1e-6)),
+    "nash_mtl_unclipped": lambda g: 1 / float(g.norm()),
 }
 
 EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True, database=None)
@@ -500,6 +504,30 @@ def test_cagrad_rescale_divisors() -> None:
         assert_close(direction, plain / divisor, 1e-12, max_abs(plain))
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_cagrad_sum_reduction_is_k_times_the_mean(k: int) -> None:
+    """reduction="sum": the authors' overwrite_grad multiplies by the number of tasks."""
+    G = random_rows(seed=16, k=k, n=20, shared=-0.5)
+    mean = cagrad.aggregate(G)
+    total = cagrad.aggregate(G, reduction="sum")
+    assert_close(total.direction, k * mean.direction, 1e-12, k * max_abs(mean.direction))
+    assert_close(total.weights, k * mean.weights, 1e-12, k * max_abs(mean.weights))
+    with pytest.raises(ValueError, match="reduction"):
+        cagrad.aggregate(G, reduction="max")
+
+
+@pytest.mark.parametrize("method", [upgrad.aggregate, dualproj.aggregate])
+def test_torchjd_regularisation_below_norm_eps_is_the_mean(method: Aggregator) -> None:
+    """tr K < norm_eps: torchjd's normalize gives 0, so only reg_eps · I is left (weights 1/k)."""
+    g, h = random_rows(seed=17, k=2, n=12)
+    G = 1e-4 * torch.stack([g, -g + 0.1 * h, h])
+    weights = method(G, reg_eps=1e-4).weights
+    assert_close(weights, torch.full((3,), 1 / 3, dtype=torch.float64), 1e-12, 1.0)
+    assert not torch.allclose(method(G).weights, weights)
+    with pytest.raises(ValueError, match="norm_eps"):
+        method(G, reg_eps=1e-4, norm_eps=-1.0)
+
+
 @settings(max_examples=10, deadline=None, derandomize=True, database=None)
 @given(G=gradient_matrices(min_k=3, max_k=3), c=st.floats(0.1, 1.0))
 def test_cagrad_inner_problem_is_solved(G: torch.Tensor, c: float) -> None:
@@ -653,12 +681,11 @@ def test_aligned_mtl_rank_deficient_keeps_the_range() -> None:
 @given(G=gradient_matrices())
 def test_nash_mtl_solves_the_bargaining_equations(G: torch.Tensor) -> None:
     K = gram_matrix(G)
-    raw = nash_mtl.aggregate(G, normalize_gram=False).weights
+    raw = nash_mtl.aggregate(G, max_norm=0.0).weights
     assert float(raw.min()) > 0
     assert_close((K @ raw) * raw, torch.ones(G.shape[0]), 1e-6, 1.0)
-    normalized = nash_mtl.aggregate(G).weights
-    K_normalized = K / torch.linalg.matrix_norm(K)
-    assert_close((K_normalized @ normalized) * normalized, torch.ones(G.shape[0]), 1e-6, 1.0)
+    clipped = nash_mtl.aggregate(G)
+    assert_close(clipped.weights, raw / (math.sqrt(G.shape[0]) + 1e-6), 1e-9, max_abs(raw))
 
 
 @EXAMPLES
@@ -667,16 +694,15 @@ def test_nash_mtl_direction_ignores_per_objective_scaling(
     G: torch.Tensor, scales: list[float]
 ) -> None:
     row_scales = torch.tensor(scales[: G.shape[0]], dtype=torch.float64).unsqueeze(1)
-    raw = partial(nash_mtl.aggregate, normalize_gram=False)
-    assert_close(raw(row_scales * G).direction, raw(G).direction, 1e-6, max_abs(raw(G).direction))
-    base, scaled = nash_mtl.aggregate(G).direction, nash_mtl.aggregate(row_scales * G).direction
-    assert float(base @ scaled / (base.norm() * scaled.norm())) > 1 - 1e-9
+    for method in (METHODS["nash_mtl"], METHODS["nash_mtl_unclipped"]):
+        base = method(G).direction
+        assert_close(method(row_scales * G).direction, base, 1e-6, max_abs(base))
 
 
 def test_nash_mtl_zero_row_takes_no_part() -> None:
     g, h = random_rows(seed=15, k=2, n=8)
     G = torch.stack([g, torch.zeros_like(g), h])
-    with_zero = nash_mtl.aggregate(G, normalize_gram=False)
-    without = nash_mtl.aggregate(torch.stack([g, h]), normalize_gram=False)
+    with_zero = nash_mtl.aggregate(G, max_norm=0.0)
+    without = nash_mtl.aggregate(torch.stack([g, h]), max_norm=0.0)
     assert float(with_zero.weights[1]) == 0.0
     assert_close(with_zero.direction, without.direction, 1e-9, max_abs(without.direction))

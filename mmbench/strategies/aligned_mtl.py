@@ -8,8 +8,15 @@ singular values equal to σ = sqrt(λ_min) (condition number 1):
 
     B = sqrt(λ_min) V Λ^{-1/2} Vᵀ,   α = B 1,   d = Σ α_i g_i.
 
+Follows the authors' code, SamsungLabs/MTL ``code/optim/aligned/solver.py``
+(``ProcrustesSolver``, commit 3f577f13) and ``balancer.py`` (the step sums the aligned
+gradients: α = B 1). torchjd 0.18.0 ``torchjd/aggregation/_aligned_mtl.py`` applies B to the
+mean weights 1/k, i.e. returns 1/k times this (crosschecked in
+tests/test_torchjd_crosscheck.py).
+
 Rank deficiency (zero, duplicate, (anti-)parallel rows): as in the authors' code only the
-eigenpairs with λ > rtol · λ_max are kept (default rtol = k · eps of K's precision) and
+eigenpairs with λ > rtol · λ_max are kept (default rtol = k · eps of K's precision, where
+the authors use ``torch.finfo()``, the default dtype's eps, whatever K's dtype) and
 λ_min is the smallest kept one, so B = sqrt(λ_r) V_r Λ_r^{-1/2} V_rᵀ and B K B = λ_r P_r
 (P_r the projector on the kept eigenspace). ``scale_mode`` picks σ² among the kept
 eigenvalues as the authors' code: ``min`` (the paper), ``median`` (lower median) or

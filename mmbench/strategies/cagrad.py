@@ -10,8 +10,15 @@ With g0 = (1/k) Σ g_i and g_w = Σ w_i g_i, the dual of max_d min_i <g_i, d> s.
     d = (g0 + (c ||g0|| / ||g_w*||) g_w*) / r,
 
 with r = 1 (``rescale=0``), 1 + c² (``rescale=1``) or 1 + c (``rescale=2``), as in the
-authors' code (whose default is ``rescale=1``); c = 0.4 is the paper's default.
-Weights: w_i = (1/k + λ w*_i) / r with λ = c ||g0|| / ||g_w*||.
+authors' code, Cranial-XIX/CAGrad ``nyuv2/utils.py`` function ``cagrad`` (commit dc3d4815;
+their training loop calls it with ``rescale=1``); c = 0.4 is the value of their
+``nyuv2/run.sh`` and ``cityscapes/run.sh`` (``--alpha 0.4``).
+Weights: w_i = (1/k + λ w*_i) / r with λ = c ||g0|| / ||g_w*||. ``reduction="sum"``
+multiplies d by k, as their ``overwrite_grad`` does ("newgrad * 3 # to match the sum
+loss"); the default ``"mean"`` (d built on the mean g0) is torchjd's scale (torchjd 0.18.0
+``torchjd/aggregation/_cagrad.py``, which has no rescaling: our ``rescale=0``,
+crosschecked in tests/test_torchjd_crosscheck.py). The authors' 1e-8 guards (in ||g0||, c
+and λ) are left out.
 
 Solver (exact up to a 1-D tolerance, in place of the authors' SLSQP): with ρ = c ||g0||,
 ||x|| = min_{t > 0} (||x||² / (2t) + t/2), so min F = min_t h(t) with
@@ -30,6 +37,7 @@ per-objective scaling (g0 and the ball depend on the raw magnitudes).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from scipy.optimize import minimize_scalar
@@ -80,6 +88,7 @@ def aggregate(
     *,
     c: float = 0.4,
     rescale: int = 1,
+    reduction: Literal["mean", "sum"] = "mean",
     eps: float = 1e-8,
     generator: torch.Generator | None = None,
 ) -> Aggregation:
@@ -93,6 +102,8 @@ def aggregate(
         raise ValueError(f"rescale must be 0, 1 or 2, got {rescale!r}")
     if c < 0:
         raise ValueError(f"c must be non-negative, got {c}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"strategy.reduction must be 'mean' or 'sum', got {reduction!r}")
     K = solver_gram(G)
     if not is_finite(K):
         return nonfinite_aggregation(G)
@@ -104,4 +115,5 @@ def aggregate(
         norm_w = math.sqrt(max(float(w @ K @ w), 0.0))
         if norm_w > eps * math.sqrt(largest_diagonal(K)):
             weights = weights + radius / norm_w * w
-    return combine(G, weights / RESCALE_DIVISORS[rescale](c))
+    total = k if reduction == "sum" else 1
+    return combine(G, weights * total / RESCALE_DIVISORS[rescale](c))

@@ -8,7 +8,11 @@ With unit rows û_i = g_i / ||g_i|| stacked in U:
     v = U⁺ 1,   v̂ = v / ||v||,   d = (Σ_i g_iᵀ v̂) v̂,
 
 so that <û_i, v> = 1 for every i (equal cosines) whenever the rows are linearly
-independent. U⁺1 = Uᵀ(UUᵀ)⁺1 (the minimum-norm least-squares solution, the official
+independent. Follows the authors' code, tum-pbs/ConFIG ``conflictfree/grad_operator.py``
+(``ConFIG_update`` with its defaults ``EqualWeight`` and ``ProjectionLength``, from
+``conflictfree/length_model.py``; commit 94862437), as does torchjd 0.18.0
+``torchjd/aggregation/_config.py`` (crosschecked in tests/test_torchjd_crosscheck.py).
+U⁺1 = Uᵀ(UUᵀ)⁺1 (the minimum-norm least-squares solution, the official
 code's ``lstsq``/``pinv``), so v = Σ_i (β_i / ||g_i||) g_i with β = C⁺1 and C = UUᵀ the
 cosine matrix; C⁺ drops eigenvalues <= rtol · λ_max (default k · eps of K's precision).
 Zero rows have no unit vector (the official code's nan_to_num makes them zero rows):

@@ -8,8 +8,11 @@ d = π_C(ḡ) with ḡ = (1/k) Σ g_i and C = {x : Gx >= 0}. In weight form
     w = argmin_{v >= 1/k} vᵀKv,   d = wᵀG,
 
 solved exactly as a small non-negative least-squares problem
-(:func:`~mmbench.strategies.gram.project_onto_dual_cone`). ``reg_eps`` as in
-:mod:`mmbench.strategies.upgrad` (TorchJD's regularisation; 0 = exact).
+(:func:`~mmbench.strategies.gram.project_onto_dual_cone`). Same weights as the authors'
+library, torchjd 0.18.0 ``torchjd/aggregation/_dualproj.py`` (``DualProjWeighting``: the
+mean weights projected by ``QuadprogProjector``); ``reg_eps`` and ``norm_eps`` reproduce its
+regularisation exactly as in :mod:`mmbench.strategies.upgrad` (reg_eps = 0: the exact
+method).
 
 Invariances: permutation equivariant; non-conflicting (G d >= 0); equal to the mean when
 the mean already conflicts with no row (K1 >= 0); d(sG) = s · d(G) with unchanged weights
@@ -30,21 +33,21 @@ from mmbench.strategies.gram import (
     project_onto_dual_cone,
     solver_gram,
 )
-from mmbench.strategies.upgrad import regularized_gram
+from mmbench.strategies.upgrad import check_regularization, regularized_gram
 
 
 def aggregate(
     G: torch.Tensor,
     *,
     reg_eps: float = 0.0,
+    norm_eps: float = 1e-4,
     generator: torch.Generator | None = None,
 ) -> Aggregation:
     """DualProj: w = argmin_{v >= 1/k} vᵀKv, d = wᵀG."""
-    if reg_eps < 0:
-        raise ValueError(f"reg_eps must be non-negative, got {reg_eps}")
+    check_regularization(reg_eps, norm_eps)
     K = solver_gram(G)
     if not is_finite(K):
         return nonfinite_aggregation(G)
     k = K.shape[0]
     mean = torch.full((k,), 1.0 / k, dtype=SOLVER_DTYPE)
-    return combine(G, project_onto_dual_cone(regularized_gram(K, reg_eps), mean))
+    return combine(G, project_onto_dual_cone(regularized_gram(K, reg_eps, norm_eps), mean))

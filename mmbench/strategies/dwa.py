@@ -7,7 +7,9 @@ For the K losses [L_mm, L_1, ..., L_k] and the mean training losses L̄_i of pas
 
     r_i(t-1) = L̄_i(t-1) / L̄_i(t-2),   λ_i(t) = K exp(r_i(t-1) / T) / Σ_j exp(r_j(t-1) / T),
 
-with λ_i = 1 for the first two epochs (no ratio yet); T = 2 as in the paper. One backward
+with λ_i = 1 for the first two epochs (no ratio yet); T = 2 as in the paper. As the
+authors' code, lorenmt/mtan ``im2im_pred/utils.py`` (``multi_task_trainer``, commit
+c36c30ba: ratios of the epoch-mean training losses, ``--temp`` default 2.0). One backward
 of Σ_i λ_i L_i. The means come from the engine via :meth:`on_epoch_end` (``train_loss``,
 ``train_loss_<modality>``) and are kept (last two epochs) in :meth:`state_dict`.
 Telemetry: w_mm = λ_mm, w_u = λ_m for encoder m.

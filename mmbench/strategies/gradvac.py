@@ -9,9 +9,16 @@ if φ < φ̂_ij,
 
     g_i' <- g_i' + ||g_i'|| (φ̂_ij sqrt(1 - φ²) - φ sqrt(1 - φ̂_ij²)) / (||g_j|| sqrt(1 - φ̂_ij²)) g_j,
 
-which sets cos(g_i', g_j) to exactly φ̂_ij; then φ̂_ij <- (1 - β) φ̂_ij + β φ (for every
-pair, adjusted or not; φ measured before the adjustment, as in Algorithm 1 and LibMTL).
-d = Σ_i g_i'. β = 0.01 is the paper's value. With zero targets and k = 2 this is PCGrad.
+which sets cos(g_i', g_j) to exactly φ̂_ij; then φ̂_ij <- (1 - β) φ̂_ij + β φ for every
+pair, adjusted or not, with φ measured before the adjustment: the paper's Algorithm 1, as
+in LibMTL ``LibMTL/weighting/GradVac.py`` since its commit d2d84fa ("fix a bug in
+GradVac", 2024; checked at 43368048; before it LibMTL updated only the adjusted pairs) and
+torchjd 0.18.0 ``torchjd/aggregation/_gradvac.py`` (crosschecked, with the state, in
+tests/test_torchjd_crosscheck.py). d = Σ_i g_i'. β = 0.01 here (conf); LibMTL's
+``--GradVac_beta`` and torchjd default to 0.5. Both add 1e-8 to the denominators where
+this floors sqrt(1 - φ̂²) at ``eps``; LibMTL's per-layer groups (``GradVac_group_type``)
+are not offered (the whole encoder is one group, their default 0). With zero targets and
+k = 2 this is PCGrad.
 
 As in PCGrad, g_i' = Σ_l C_il g_l and every norm and cosine is read from K, so the
 surgery runs on the k×k coefficients and w = 1ᵀC. A pair with a zero gradient has no

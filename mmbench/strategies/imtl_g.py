@@ -11,7 +11,11 @@ K_ij / ||g_i||, this is the linear system
     [ 1ᵀ   0 ] [c] = [1],
 
 equivalent to the paper's closed form α_{2:k} = g_1 U (Dᵀ U)^{-1} (D = [g_1 - g_i]_i,
-U = [u_1 - u_i]_i), but symmetric in the objectives. Solved on K / max_i K_ii by
+U = [u_1 - u_i]_i), but symmetric in the objectives. No code by the authors is public; the
+closed form is the one of LibMTL ``LibMTL/weighting/IMTL.py`` (which also applies IMTL-L,
+learnable loss scales e^s L - s, left out here: this is IMTL-G only), and the weights equal
+torchjd 0.18.0's ``torchjd/aggregation/_imtl_g.py`` (α ∝ K⁺ (||g_i||)_i, crosschecked in
+tests/test_torchjd_crosscheck.py). Solved on K / max_i K_ii by
 minimum-norm least squares (SVD, relative cut-off ``rtol``), which also covers the
 singular cases (identical or parallel rows: the weight is shared equally). Rows with
 ||g_i|| = 0 have no unit vector: they get α_i = 0 and the others are balanced.

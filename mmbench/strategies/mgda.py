@@ -2,6 +2,9 @@
 
 The paper's Figure 1(c) baseline: each encoder follows the min-norm point of the convex
 hull of its two gradients, g = scale * (w g_mm + (1 - w) g_u), with no magnitude rescaling.
+The two-vector rule and its 0.999 / 0.001 end points are those of
+``MinNormSolver._min_norm_element_from2`` in the authors' code, isl-org/MultiObjectiveOptimization
+``multi_task/min_norm_solvers.py`` (commit bf5bbb30).
 """
 
 from __future__ import annotations

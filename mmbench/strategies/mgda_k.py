@@ -7,10 +7,14 @@ NeurIPS 2018 (MGDA: Jean-Antoine Désidéri, Comptes Rendus Mathématique, 2012)
 
 the min-norm point of the convex hull of the (normalised) gradients, solved exactly
 (:func:`~mmbench.strategies.gram.min_norm_simplex`, an active-set NNLS solve, instead of
-the authors' Frank–Wolfe iterations). Normalisers s_i as the authors'
-``gradient_normalizers``: ``none`` (1), ``l2`` (||g_i||), ``loss`` (L_i), ``loss+``
-(L_i ||g_i||); the loss ones need ``losses``. ``apply_to="raw"`` (the authors' training
-loop: their scales multiply the raw losses) gives d = Σ w_i g_i; ``"normalized"`` gives
+the authors' Frank–Wolfe iterations, which torchjd 0.18.0
+``torchjd/aggregation/_mgda.py`` also runs: crosschecked in
+tests/test_torchjd_crosscheck.py). Authors' code: isl-org/MultiObjectiveOptimization
+``multi_task/min_norm_solvers.py`` and ``multi_task/train_multi_task.py`` (commit
+bf5bbb30). Normalisers s_i as the authors' ``gradient_normalizers``: ``none`` (1),
+``l2`` (||g_i||), ``loss`` (L_i), ``loss+`` (L_i ||g_i||); the loss ones need
+``losses``. ``apply_to="raw"`` (the authors' training loop: their scales multiply the raw
+losses) gives d = Σ w_i g_i; ``"normalized"`` gives
 d = Σ w_i g_i / s_i, i.e. weights w_i / s_i. Two-objective closed form (``none``):
 γ = clip(<g2 - g1, g2> / ||g1 - g2||², 0, 1) on row 0. The two-objective paper baseline
 with the official 0.001/0.999 end points is :mod:`mmbench.strategies.mgda`.

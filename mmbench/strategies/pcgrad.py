@@ -5,7 +5,13 @@ Tianhe Yu, Saurabh Kumar, Abhishek Gupta, Sergey Levine, Karol Hausman, Chelsea 
 
 For each i: g_i' = g_i; for each j != i in random order, if <g_i', g_j> < 0 then
 g_i' <- g_i' - <g_i', g_j> / ||g_j||² g_j. The update is g = Σ_i g_i' (``reduction="sum"``,
-as the paper and the official code) or its mean.
+as the paper and the authors' code) or its mean. Checked against the authors' code,
+tianheyu927/PCGrad ``PCGrad_tf.py`` (commit c5fbd7c8: projects every g_i on every
+conflicting g_j, sums the results), LibMTL ``LibMTL/weighting/PCGrad.py`` (a fresh random
+order per i, sum) and torchjd 0.18.0 ``torchjd/aggregation/_pcgrad.py`` (same, crosschecked
+in tests/test_torchjd_crosscheck.py). Order: per-i random order as the paper's Algorithm 1,
+LibMTL and torchjd; the TF code calls ``tf.random.shuffle`` without using its result, so it
+visits j in the fixed order 0..k-1 (``generator=None`` here). Irrelevant for k = 2.
 
 Every g_i' stays a combination of the rows, g_i' = Σ_l C_il g_l, and all the inner products
 are read from K: <g_i', g_j> = (C K)_ij. So the surgery runs on the k×k coefficients C and

@@ -4,7 +4,9 @@ Baijiong Lin, Feiyang Ye, Yu Zhang, Ivor W. Tsang, "Reasonable Effectiveness of 
 Weighting: A Litmus Test for Multi-Task Learning", TMLR 2022.
 
 Each step draws λ = softmax(z), z ~ N(0, I_K) over the K losses [L_mm, L_1, ..., L_k]
-(the paper's normal-softmax variant), and back-propagates Σ_i λ_i L_i once. z comes from
+(the paper's normal-softmax variant), and back-propagates Σ_i λ_i L_i once, as the
+authors' implementation in LibMTL ``LibMTL/weighting/RLW.py`` (commit 43368048:
+``F.softmax(torch.randn(task_num))`` per step). z comes from
 a CPU generator seeded by ``seed`` and saved in :meth:`state_dict` (exact resume).
 Telemetry: w_mm = λ_mm, w_u = λ_m for encoder m.
 """

@@ -7,10 +7,14 @@ With learnable log-variances s_i (one per loss: the fused loss and each unimodal
 
     L = Σ_i exp(-s_i) L_i + s_i,
 
-one backward pass. The s_i are parameters owned by the strategy (:meth:`parameters`, so
-train.py adds them to the optimiser; the optimiser's weight decay applies to them too) and
-saved in :meth:`state_dict`; they start at 0 (weights 1, i.e. uniform). The number of
-losses comes from ``modalities`` (the config passes ``${dataset.modalities}``).
+one backward pass. No code by the authors is public. LibMTL ``LibMTL/weighting/UW.py``
+(commit 43368048) uses half of this, Σ_i ½ exp(-s_i) L_i + ½ s_i, with s_i initialised at
+-0.5 (weights ½ e^{0.5} ≈ 0.82): the same optimum s_i* = log L_i, but half the model
+gradient; that variant is not offered here. The s_i are parameters owned by the strategy
+(:meth:`parameters`, so train.py adds them to the optimiser; the optimiser's weight decay
+applies to them too) and saved in :meth:`state_dict`; they start at 0 (weights 1, i.e.
+uniform). The number of losses comes from ``modalities`` (the config passes
+``${dataset.modalities}``).
 Telemetry: w_mm = exp(-s_mm), w_u = exp(-s_m) for encoder m.
 """
 
