@@ -15,7 +15,8 @@ their training loop calls it with ``rescale=1``); c = 0.4 is the value of their
 ``nyuv2/run.sh`` and ``cityscapes/run.sh`` (``--alpha 0.4``).
 Weights: w_i = (1/k + λ w*_i) / r with λ = c ||g0|| / ||g_w*||. ``reduction="sum"``
 multiplies d by k, as their ``overwrite_grad`` does ("newgrad * 3 # to match the sum
-loss"); the default ``"mean"`` (d built on the mean g0) is torchjd's scale (torchjd 0.18.0
+loss"; ``conf/strategy/cagrad.yaml`` uses it); the function's default ``"mean"`` (d built on
+the mean g0) is torchjd's scale (torchjd 0.18.0
 ``torchjd/aggregation/_cagrad.py``, which has no rescaling: our ``rescale=0``,
 crosschecked in tests/test_torchjd_crosscheck.py). The authors' 1e-8 guards (in ||g0||, c
 and λ) are left out.
