@@ -49,6 +49,7 @@ COST_CLASS = {
     "one_joint_loss": "one backward",
     "uniform": "one backward",
     "ogm_ge": "one backward",
+    "ogm_ge_uniform": "one backward",
     "uncertainty": "one backward",
     "dwa": "one backward",
     "rlw": "one backward",

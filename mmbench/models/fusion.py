@@ -3,6 +3,8 @@
 The four OGM-GE fusions, generalised from two to k >= 2 modalities. With two modalities
 each equals OGM-GE's module (modality order = the dataset config's order, audio first).
 Each class is configured with ``_partial_: true``; the model supplies the feature sizes.
+``modality_logits`` gives one logit tensor per modality, the per-modality scores OGM-GE reads
+off the fusion head (see each class).
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ class ConcatFusion(nn.Module):
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.fc_out(torch.cat(list(features), dim=1))
 
+    def modality_logits(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """z_m W[:, block_m]^T + b / k: modality m's column block of W and a k-th of the bias.
+
+        With k = 2 this is OGM-GE's out_a / out_v (GeWu-Lab/OGM-GE_CVPR2022, main.py
+        ``train_epoch``: each half of fc_out.weight plus fc_out.bias / 2); they sum to the
+        fused logits.
+        """
+        blocks = torch.split(self.fc_out.weight, [z.shape[1] for z in features], dim=1)
+        bias = self.fc_out.bias / len(features)
+        return [z @ w.T + bias for z, w in zip(features, blocks, strict=True)]
+
 
 class SumFusion(nn.Module):
     """logits = sum_m (W_m z_m + b_m) (one linear layer per modality, summed)."""
@@ -35,6 +48,21 @@ class SumFusion(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.stack([fc(z) for fc, z in zip(self.fc, features, strict=True)]).sum(0)
+
+    def modality_logits(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """W_m z_m + b_m: each modality's own layer (OGM-GE main.py: fc_x / fc_y with bias)."""
+        return [fc(z) for fc, z in zip(self.fc, features, strict=True)]
+
+
+def zeroed_responses(fusion: nn.Module, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """F(z with every feature but z_m set to zero), for each modality m.
+
+    For fusions with no per-modality split of their logits (FiLM, gated).
+    """
+    return [
+        fusion([z if i == m else torch.zeros_like(z) for i, z in enumerate(features)])
+        for m in range(len(features))
+    ]
 
 
 def _check_condition(feature_dims: Sequence[int], condition: int, what: str) -> None:
@@ -77,6 +105,11 @@ class FiLMFusion(nn.Module):
             fused = fused + gamma * z + beta
         return self.fc_out(fused)
 
+    def modality_logits(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The head's response with the other modalities' features zeroed (no additive split:
+        OGM-GE's main.py cannot score FiLM, its fc_out halves do not match the features)."""
+        return zeroed_responses(self, features)
+
 
 class GatedFusion(nn.Module):
     """Gated fusion as in OGM-GE: the gate modality g gates the projections of the others.
@@ -98,3 +131,8 @@ class GatedFusion(nn.Module):
         gate = torch.sigmoid(projected[self.gate])
         rest = torch.stack([p for i, p in enumerate(projected) if i != self.gate]).sum(0)
         return self.fc_out(gate * rest)
+
+    def modality_logits(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The head's response with the other modalities' features zeroed (no additive split:
+        OGM-GE's main.py cannot score gated fusion, its fc_out halves do not match)."""
+        return zeroed_responses(self, features)
