@@ -1,5 +1,7 @@
 """MMPareto (Wei & Hu, "MMPareto: Boosting Multimodal Learning with Innocent Unimodal
-Assistance", ICML 2024), faithful to the official release.
+Assistance", ICML 2024), faithful to the official release: GeWu-Lab/MMPareto_ICML2024
+``code/MMPareto.py`` (the training step: conflict test, weights, per-tensor rescale, gamma)
+with ``code/min_norm_solvers.py`` (the two-vector min-norm rule), checked at commit a339db3.
 
 Per encoder, with per-tensor gradients g_mm[t] (fused loss) and g_u[t] (its unimodal loss):
   c = cos(flat g_mm, flat g_u)
