@@ -3,7 +3,8 @@
 The engine knows no particular dataset, model or strategy: it receives them built from
 the config. Each epoch it evaluates val and test, appends to ``history.csv`` and
 ``telemetry.csv`` and saves ``checkpoint.pt`` (all atomically); ``metrics.json`` is the
-final summary with the three evaluation protocols (paper / val / last).
+final summary with the three evaluation protocols (paper / val / last); a protocol that
+cannot apply (val without a val split) is null there and named in ``unavailable_protocols``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from mmbench import metrics
 from mmbench.models.multimodal import MultimodalClassifier
+from mmbench.run_integrity import CHECKPOINT, load_checkpoint
 from mmbench.strategies.base import GradientStrategy, StepLosses
 from mmbench.utils import atomic
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 PROTOCOLS = ("paper", "val", "last")
+NO_VAL_SPLIT = "no val split"
 
 
 @dataclass
@@ -160,7 +162,7 @@ class Engine:
         }
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(path, self.device)
         saved = state["run_info"].get("config_hash")
         if saved != self.run_info.get("config_hash"):
             raise RuntimeError(
@@ -312,12 +314,18 @@ class Engine:
         else:
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             peak_kind = "process_max_rss"
+        protocols = {p: self.protocol(p) for p in PROTOCOLS}
         return {
             **self.run_info,
             "status": "completed",
             "epochs_done": len(self.history),
             "unimodal_heads_trained": self.strategy.trains_unimodal_heads,
-            "protocols": {p: self.protocol(p) for p in PROTOCOLS},
+            "protocols": protocols,
+            "unavailable_protocols": {
+                p: NO_VAL_SPLIT if p == "val" else "not available"
+                for p, result in protocols.items()
+                if result is None
+            },
             "conflict": metrics.conflict_summary(self.telemetry),
             "timing": {
                 "ms_per_step": float(np.median(step_ms)),
@@ -337,6 +345,12 @@ class Engine:
         checkpoint = self.run_dir / CHECKPOINT
         if self.settings.resume and checkpoint.is_file():
             self.load(checkpoint)
+        if self.splits.val is None:
+            log.info(
+                "%s: the val protocol is not available (reported as such in metrics.json, "
+                "runs.csv and the leaderboard, never as a number)",
+                NO_VAL_SPLIT,
+            )
         for epoch in range(self.start_epoch, self.settings.epochs):
             t0 = time.perf_counter()
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch)}

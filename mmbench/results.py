@@ -3,7 +3,10 @@
 Leaderboard rows are strategies (plus any other config axis that varies), columns are
 dataset x metric, cells mean ± std over seeds with n. Every metric column names its
 evaluation protocol (paper / val / last). A leaderboard cell pools only runs of one code
-revision and one configuration (seed aside) unless ``allow_mixed`` is given.
+revision and one configuration (seed aside) unless ``allow_mixed`` is given. A run whose
+``metrics.json`` cannot be read is listed as ``unreadable`` (with its path) and the others
+are collected; a protocol a run cannot have (val without a val split) is shown as such
+("no val split"), never as a number.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ RUN_COLUMNS = [
     "setup_hash",
     "unimodal_heads_trained",
     "device",
+    "unavailable_protocols",
 ]
 # Trainer knobs that change neither the numbers nor their meaning (resume, loader workers).
 IGNORED_SETUP_KEYS = {
@@ -58,7 +62,9 @@ IGNORED_SETUP_KEYS = {
 }
 UNKNOWN_REV = "unknown"
 MISSING = "missing"
-NOT_FAILED = ["completed", "interrupted", MISSING]
+UNREADABLE = "unreadable"
+NOT_FAILED = ["completed", "interrupted", MISSING, UNREADABLE]
+NO_VAL_SPLIT = "no val split"
 
 
 class MixedRunsError(ValueError):
@@ -126,31 +132,74 @@ def run_setup(run_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
     return {"epochs": data.get("epochs")}
 
 
+def identity_from_hydra(run_dir: Path) -> dict[str, Any]:
+    """The axes, seed and epochs in ``.hydra/config.yaml`` (empty without a readable one)."""
+    config = run_dir / ".hydra" / "config.yaml"
+    try:
+        cfg = OmegaConf.load(config)
+    except Exception:  # absent or itself corrupt: the run is listed by its path alone
+        return {}
+    data: dict[str, Any] = {axis: OmegaConf.select(cfg, f"{axis}.name") for axis in AXES}
+    data.update(seed=OmegaConf.select(cfg, "seed"), epochs=OmegaConf.select(cfg, "trainer.epochs"))
+    return data
+
+
 def missing_run(run_dir: Path) -> dict[str, Any]:
     """What ``metrics.json`` would identify, read from ``.hydra/config.yaml``; status missing."""
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    data: dict[str, Any] = {axis: OmegaConf.select(cfg, f"{axis}.name") for axis in AXES}
-    data.update(
-        seed=OmegaConf.select(cfg, "seed"),
-        epochs=OmegaConf.select(cfg, "trainer.epochs"),
-        status=MISSING,
-        error="no metrics.json: the job was killed before recording its status, "
+    return {
+        **identity_from_hydra(run_dir),
+        "status": MISSING,
+        "error": "no metrics.json: the job was killed before recording its status, "
         "or is still running",
-    )
+    }
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """``metrics.json`` as a dict; a missing or unreadable one as a status-only record."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return missing_run(run_dir)
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        log.warning("%s is unreadable (%s); listed as %s", path, error, UNREADABLE)
+        return {
+            **identity_from_hydra(run_dir),
+            "status": UNREADABLE,
+            "error": f"{path}: unreadable metrics.json ({error}); delete it and rerun the job",
+        }
     return data
+
+
+def unavailable_protocols(data: dict[str, Any]) -> dict[str, str]:
+    """Protocols a completed run cannot have, with the reason (val without a val split).
+
+    Read from ``unavailable_protocols``; older summaries only wrote ``val: null``.
+    """
+    if data.get("status") != "completed":
+        return {}
+    named = data.get("unavailable_protocols") or {}
+    given = data.get("protocols") or {}
+    found = {p: str(named[p]) for p in PROTOCOLS if p in named}
+    for p in PROTOCOLS:
+        if p in given and given[p] is None and p not in found:
+            found[p] = NO_VAL_SPLIT if p == "val" else "not available"
+    return found
 
 
 def flatten_run(run_dir: Path) -> dict[str, Any]:
     """One run's ``metrics.json`` as a flat row (plus its ``setup`` as sorted JSON)."""
-    path = run_dir / "metrics.json"
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else missing_run(run_dir)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); delete or re-run that job") from None
+    data = read_run(run_dir)
     row: dict[str, Any] = {"run_dir": str(run_dir)}
     row.update({k: data.get(k) for k in RUN_COLUMNS if k not in ("run_dir", "setup_hash")})
     row["git_rev"] = data.get("git_rev") or UNKNOWN_REV
     row["overrides"] = " ".join(data.get("overrides") or [])
+    unavailable = unavailable_protocols(data)
+    row["unavailable_protocols"] = "; ".join(f"{p}: {r}" for p, r in unavailable.items())
+    for protocol in unavailable:
+        row.update({f"{protocol}_acc": None, f"{protocol}_map": None})
     setup = json.dumps(run_setup(run_dir, data), sort_keys=True, default=str)
     row["setup"] = setup
     row["setup_hash"] = hashlib.sha1(setup.encode()).hexdigest()[:12]
@@ -181,12 +230,19 @@ def load_runs(paths: Iterable[Path]) -> pd.DataFrame:
     )
 
 
+def identified(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose dataset is known (an unreadable run without ``.hydra/`` has no identity;
+    it is listed in runs.csv and leaderboard.md by its path, in no cell)."""
+    return frame[frame["dataset"].notna()]
+
+
 def row_axes(frame: pd.DataFrame) -> list[str]:
     """Strategy plus every other axis (but dataset) that takes several values."""
+    known = identified(frame)
     varying = [
         a
         for a in AXES
-        if a not in ("dataset", "strategy") and a in frame and frame[a].nunique(dropna=False) > 1
+        if a not in ("dataset", "strategy") and a in known and known[a].nunique(dropna=False) > 1
     ]
     return ["strategy", *varying]
 
@@ -269,20 +325,40 @@ def mixing_problems(frame: pd.DataFrame) -> list[str]:
     return problems
 
 
+def cell_unavailable(finished: pd.DataFrame) -> dict[str, str]:
+    """Protocols that no completed run of a cell has, with the reason(s)."""
+    found: dict[str, str] = {}
+    listed = finished["unavailable_protocols"].fillna("") if len(finished) else []
+    for protocol in PROTOCOLS:
+        reasons = [
+            part.split(": ", 1)[1]
+            for text in listed
+            for part in text.split("; ")
+            if part.startswith(f"{protocol}: ")
+        ]
+        if reasons and len(reasons) == len(finished):
+            found[protocol] = "; ".join(sorted(set(reasons)))
+    return found
+
+
 def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
     """mean, std (ddof 1) and n per cell over completed runs; the others counted by status.
 
-    ``failed`` counts every status but completed, interrupted and missing.
+    ``failed`` counts every status but completed, interrupted, missing and unreadable;
+    ``<protocol>_unavailable`` gives the reason when no completed run of the cell has it.
     """
     keys = cell_keys(frame)
     records = []
-    for key, group in frame.groupby(keys, dropna=False, sort=True):
+    for key, group in identified(frame).groupby(keys, dropna=False, sort=True):
         finished = group[group["status"] == "completed"]
         record = dict(zip(keys, key, strict=True))
         record["n"] = len(finished)
         record["failed"] = int((~group["status"].isin(NOT_FAILED)).sum())
         record["interrupted"] = int((group["status"] == "interrupted").sum())
         record[MISSING] = int((group["status"] == MISSING).sum())
+        record[UNREADABLE] = int((group["status"] == UNREADABLE).sum())
+        for protocol, reason in cell_unavailable(finished).items():
+            record[f"{protocol}_unavailable"] = reason
         heads = finished["unimodal_heads_trained"].dropna()
         record["unimodal_heads_trained"] = bool(heads.all()) if len(heads) else np.nan
         for metric in metric_columns(frame):
@@ -358,6 +434,13 @@ def _cell(mean: float, std: float, metric: str) -> str:
     return text if pd.isna(std) else f"{text} ± {_format(std, metric)}"
 
 
+def _unavailable(rec: pd.Series, metric: str) -> str | None:
+    """Why the cell has no value for ``metric``'s protocol (None: it may have one)."""
+    protocol = metric.split("_", 1)[0]
+    reason = rec.get(f"{protocol}_unavailable") if protocol in PROTOCOLS else None
+    return None if pd.isna(reason) else str(reason)
+
+
 def _is_untrained(rec: pd.Series, metric: str) -> bool:
     unimodal = any(metric.startswith(f"{p}_acc_") for p in PROTOCOLS)
     trained = rec["unimodal_heads_trained"]
@@ -380,7 +463,8 @@ def _best_mask(board: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def _count(rec: pd.Series) -> str:
-    extra = [f"{int(rec[k])} {k}" for k in ("failed", "interrupted", MISSING) if rec[k]]
+    kinds = ("failed", "interrupted", MISSING, UNREADABLE)
+    extra = [f"{int(rec[k])} {k}" for k in kinds if rec.get(k)]
     return f"{int(rec['n'])}" + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -410,6 +494,9 @@ def _table(board: pd.DataFrame, frame: pd.DataFrame, metrics: Sequence[str]) -> 
             for m in metrics:
                 if _is_untrained(rec, m):
                     cells.append("untrained")
+                    continue
+                if (reason := _unavailable(rec, m)) is not None:
+                    cells.append(reason)
                     continue
                 text = _cell(rec[f"{m}_mean"], rec[f"{m}_std"], m)
                 cells.append(f"**{text}**" if best[(d, m)].get(index, False) else text)
@@ -492,12 +579,19 @@ def markdown(
         lines += _table(board, frame, costs) + [""]
     if comparison is not None:
         lines += comparison_markdown(comparison, frame) + [""]
+    unreadable = frame[frame["status"] == UNREADABLE]
+    if len(unreadable):
+        lines += ["## Unreadable runs (not pooled; delete the file and rerun the job)", ""]
+        lines += [f"- `{rec['run_dir']}`: {rec['error']}" for _, rec in unreadable.iterrows()]
+        lines += [""]
     lines += [
         "## Notes",
         "",
         "Accuracy, MAP and conflict rate in %, mean ± std (sample std) over seeds; n = "
-        "completed runs; failed, interrupted and missing (no metrics.json: killed or still "
-        "running) runs are counted beside n and never pooled. "
+        "completed runs; failed, interrupted, missing (no metrics.json: killed or still "
+        "running) and unreadable (corrupt metrics.json) runs are counted beside n and never "
+        "pooled. 'no val split': the dataset has no validation split "
+        "(dataset.build.val_per_class: 0), so the val protocol does not exist for that cell. "
         "Bold: the best mean of its column (higher accuracy/MAP, lower ms/step; ties all "
         "bold). MAP: macro average precision of the fused softmax scores. acc[m]: the jointly "
         "trained unimodal head of modality m at the protocol's epoch ('untrained' when its "

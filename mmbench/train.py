@@ -1,8 +1,11 @@
 """``mmbench train``: compose the config, build every part, fit, write the run directory.
 
 Returns the sweep metric (``optimized_metric``, e.g. ``val.acc``) so Hydra sweepers can
-optimise it. In a multirun a failing job is recorded (``metrics.json`` with status
-``failed``) and the sweep goes on; a single run re-raises.
+optimise it. Before anything is built the config values are checked
+(:mod:`mmbench.config_checks`) and the run directory is admitted
+(:mod:`mmbench.run_integrity`): these errors always stop the job and leave an existing run
+directory byte-identical. In a multirun a job failing later is recorded (``metrics.json``
+with status ``failed``) and the sweep goes on; a single run re-raises.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mmbench.engine import Engine, TrainerSettings, configure_determinism, seed_everything
+from mmbench import config_checks, run_integrity
+from mmbench.engine import (
+    NO_VAL_SPLIT,
+    Engine,
+    TrainerSettings,
+    configure_determinism,
+    seed_everything,
+)
 from mmbench.models.modality import IncompatibleConfigError, ModalitySpec, modality_specs
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.utils import atomic
@@ -155,15 +165,30 @@ def configure_threads(requested: int | None) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
 
 
-def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Build dataset, model, strategy, optimiser from the config and train."""
+def prepare(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Check the config and admit ``run_dir`` before building anything.
+
+    Returns the summary of this configuration's completed run in ``run_dir`` (nothing to
+    do), or None (train). Raises :class:`config_checks.ConfigValueError` or
+    :class:`run_integrity.RunDirError`.
+    """
+    config_checks.check_config(cfg)
     settings = trainer_settings(cfg)
-    existing = run_dir / "metrics.json"
-    if settings.resume and existing.is_file():
-        done = json.loads(existing.read_text())
-        if done.get("status") == "completed":
-            log.info("%s is complete; nothing to resume", run_dir)
-            return done
+    return run_integrity.admit(run_dir, config_hash(cfg), settings.resume)
+
+
+def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Check and admit (:func:`prepare`), then build everything from the config and train."""
+    done = prepare(cfg, run_dir)
+    if done is not None:
+        log.info("%s is complete; nothing to resume", run_dir)
+        return done
+    return train(cfg, run_dir)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Build dataset, model, strategy, optimiser from the (checked) config and train."""
+    settings = trainer_settings(cfg)
     configure_threads(settings.num_threads)
     host_memory_kept = settings.keep_freed_host_memory and keep_freed_host_memory()
     configure_determinism(settings.deterministic)
@@ -209,6 +234,31 @@ def metric_value(summary: dict[str, Any], dotted: str) -> float:
     return float(node) if isinstance(node, int | float) else float("nan")
 
 
+def unavailable_reason(summary: dict[str, Any], dotted: str) -> str | None:
+    """Why the protocol of ``dotted`` has no value in ``summary`` (None: it has one)."""
+    protocol = dotted.split(".", 1)[0]
+    reason = (summary.get("unavailable_protocols") or {}).get(protocol)
+    if (
+        reason is None
+        and protocol == "val"
+        and (summary.get("protocols") or {}).get("val", {}) is None
+    ):
+        return NO_VAL_SPLIT
+    return reason
+
+
+def report_metric(cfg: DictConfig, summary: dict[str, Any], run_dir: Path) -> float:
+    """Log the sweep metric (or why it is not available) and return it (NaN if not)."""
+    metric = str(cfg.optimized_metric)
+    reason = unavailable_reason(summary, metric)
+    if reason is not None:
+        log.info("%s not available: %s  (run dir %s)", metric, reason, run_dir)
+        return float("nan")
+    value = metric_value(summary, metric)
+    log.info("%s = %.4f  (run dir %s)", metric, value, run_dir)
+    return value
+
+
 def record_failure(cfg: DictConfig, run_dir: Path, error: BaseException) -> None:
     """Write a failed ``metrics.json`` (status, error, traceback tail) for the collector."""
     info = {axis: OmegaConf.select(cfg, f"{axis}.name") for axis in AXES}
@@ -225,19 +275,53 @@ def record_failure(cfg: DictConfig, run_dir: Path, error: BaseException) -> None
     )
 
 
+def refuse(cfg: DictConfig, run_dir: Path, hydra_files: run_integrity.HydraFiles) -> str:
+    """Undo what Hydra wrote before a refused start; returns a note for the error message.
+
+    A directory holding a run gets its ``.hydra/`` back from the kept copy (nothing else
+    was written: the refusal is not logged to ``train.log``); a fresh directory records the
+    error in ``metrics.json`` so the collector does not count the job as still running.
+    """
+    if hydra_files.restore():
+        return f"\n(nothing in {run_dir} was changed: .hydra/ restored from {hydra_files.kept})"
+    if run_integrity.holds_run(run_dir):
+        return (
+            f"\n(Hydra had already rewritten {hydra_files.live}; this run predates the kept "
+            f"copy {hydra_files.kept}, so it could not be restored)"
+        )
+    return ""
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the sweep metric."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    hydra_files = run_integrity.HydraFiles(run_dir)
     try:
-        summary = fit(cfg, run_dir)
+        if multirun:
+            config_checks.check_optimized_metric(cfg)
+        done = prepare(cfg, run_dir)
+    except (
+        config_checks.ConfigValueError,
+        IncompatibleConfigError,
+        run_integrity.RunDirError,
+    ) as error:
+        note = refuse(cfg, run_dir, hydra_files)
+        if not run_integrity.holds_run(run_dir):
+            record_failure(cfg, run_dir, error)
+        raise type(error)(f"{error}{note}") from None
+    if done is not None:
+        hydra_files.restore()
+        log.info("%s is complete; nothing to resume", run_dir)
+        return report_metric(cfg, done, run_dir)
+    hydra_files.keep()
+    try:
+        summary = train(cfg, run_dir)
     except Exception as error:
         record_failure(cfg, run_dir, error)
-        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         if multirun and cfg.get("continue_on_failure", True):
             log.error("run failed and was recorded in %s: %s", run_dir / "metrics.json", error)
             return float("nan")
         raise
-    value = metric_value(summary, str(cfg.optimized_metric))
-    log.info("%s = %.4f  (run dir %s)", cfg.optimized_metric, value, run_dir)
-    return value
+    return report_metric(cfg, summary, run_dir)

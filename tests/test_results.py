@@ -253,11 +253,67 @@ def test_collect_cli_and_errors(sweep: Path, tmp_path: Path, capsys) -> None:
     assert "--allow-mixed" in capsys.readouterr().err
     args = ["collect", str(sweep), "--name", "m", "--out", str(tmp_path / "b"), "--allow-mixed"]
     assert cli_main(args) == 0
+
+
+def test_corrupt_metrics_is_listed_as_unreadable_and_collect_goes_on(
+    sweep: Path, tmp_path: Path, capsys
+) -> None:
+    broken = sweep / "uniform_broken"
+    broken.mkdir()
+    (broken / "metrics.json").write_text('{"status": "compl')  # truncated write
+    axes = {"dataset": "cgmnist_mini", "backbone": "convnet", "fusion": "concat"}
+    axes.update(strategy="uniform", optim="sgd")
+    config = {"seed": 7, "trainer": {"epochs": 5}, **{k: {"name": v} for k, v in axes.items()}}
+    (broken / ".hydra").mkdir()
+    (broken / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    orphan = sweep / "orphan"
+    orphan.mkdir()
+    (orphan / "metrics.json").write_bytes(b"\xff\xfe")
+    assert cli_main(["collect", str(sweep), "--name", "y", "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
-    (sweep / "uniform_broken").mkdir()
-    (sweep / "uniform_broken" / "metrics.json").write_text("{not json")
-    assert cli_main(["collect", str(sweep), "--name", "y", "--out", str(tmp_path / "b")]) == 2
-    assert "not valid JSON" in capsys.readouterr().err
+    runs = pd.read_csv(tmp_path / "b" / "y" / "runs.csv").set_index("run_dir")
+    for run in (broken, orphan):
+        row = runs.loc[str(run.resolve())]
+        assert row["status"] == "unreadable"
+        assert str(run.resolve() / "metrics.json") in row["error"]
+    assert runs.loc[str(broken.resolve()), "seed"] == 7  # identity from .hydra/config.yaml
+    text = (tmp_path / "b" / "y" / "leaderboard.md").read_text()
+    assert "| uniform | 3 (1 unreadable) |" in text
+    assert "## Unreadable runs" in text
+    assert f"- `{orphan.resolve()}`: {orphan.resolve() / 'metrics.json'}: unreadable" in text
+    board = pd.read_csv(tmp_path / "b" / "y" / "leaderboard.csv").set_index("strategy")
+    assert board.loc["uniform", "cgmnist_mini/n"] == 3
+    assert board.loc["uniform", "cgmnist_mini/unreadable"] == 1
+
+
+def test_no_val_split_is_reported_not_a_number(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        for strategy, acc in (("uniform", 0.6), ("mmpareto", 0.7)):
+            run = fake_run(root, strategy, seed, acc + seed / 100, dataset="cremad")
+            data = json.loads((run / "metrics.json").read_text())
+            data["protocols"]["val"] = None
+            if seed == 0:  # new summaries name the reason; older ones only wrote null
+                data["unavailable_protocols"] = {"val": "no val split"}
+            (run / "metrics.json").write_text(json.dumps(data))
+    fake_run(root, "uniform", 0, 0.5)
+    out = write_leaderboard([root], "nv", tmp_path / "b", plot=False)
+    runs = pd.read_csv(out / "runs.csv")
+    cremad = runs[runs["dataset"] == "cremad"]
+    assert (cremad["unavailable_protocols"] == "val: no val split").all()
+    assert cremad["val_acc"].isna().all() and cremad["paper_acc"].notna().all()
+    assert runs.loc[runs["dataset"] == "cgmnist_mini", "unavailable_protocols"].isna().all()
+    text = (out / "leaderboard.md").read_text()
+    val = text.split("## Protocol `val`")[1].split("## ")[0]
+    unavailable = " | ".join(["no val split"] * 4)  # acc, MAP, acc[gray], acc[color]
+    assert f"| mmpareto | — | — | — | — | — | 2 | {unavailable} |" in val
+    assert (
+        f"| uniform | 1 | **50.00** | **50.00** | **50.00** | **90.00** | 2 | {unavailable} |"
+        in val
+    )
+    assert "nan" not in text.lower()
+    board = pd.read_csv(out / "leaderboard.csv").set_index("strategy")
+    assert board.loc["mmpareto", "cremad/val_unavailable"] == "no val split"
 
 
 def callback_config(sweep: Path, out: Path) -> Any:
