@@ -41,6 +41,7 @@ from mmbench.engine import (
 from mmbench.models.modality import IncompatibleConfigError, ModalitySpec, modality_specs
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.utils import atomic
+from mmbench.utils.cpus import usable_cpus
 from mmbench.utils.host_memory import keep_freed_host_memory
 
 log = logging.getLogger(__name__)
@@ -154,15 +155,19 @@ def parallel_jobs() -> int:
     if n_jobs is None:
         return 1
     n_jobs = int(n_jobs)
-    return (os.cpu_count() or 1) if n_jobs < 0 else max(n_jobs, 1)
+    return usable_cpus() if n_jobs < 0 else max(n_jobs, 1)
+
+
+def thread_count(requested: int | None, jobs: int, cpus: int) -> int:
+    """torch CPU threads: ``requested`` when set, else the usable CPUs shared among the jobs."""
+    return requested if requested else max(1, cpus // max(jobs, 1))
 
 
 def configure_threads(requested: int | None) -> None:
-    """torch CPU threads: as configured, else the cores shared among parallel jobs."""
-    if requested:
-        torch.set_num_threads(requested)
-    elif (jobs := parallel_jobs()) > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+    """Set torch's CPU threads from :func:`thread_count` over the CPUs this process may use
+    (affinity mask, SLURM allocation, cgroup quota: :mod:`mmbench.utils.cpus`), never the
+    machine's ``os.cpu_count()``."""
+    torch.set_num_threads(thread_count(requested, parallel_jobs(), usable_cpus()))
 
 
 def prepare(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:

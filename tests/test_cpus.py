@@ -62,3 +62,35 @@ def test_restricted_affinity_mask_is_seen() -> None:
         text=True,
     )
     assert out.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize(
+    ("requested", "jobs", "cpus", "expected"),
+    [
+        (None, 1, 2, 2),
+        (None, 2, 2, 1),
+        (None, 3, 2, 1),
+        (None, 2, 16, 8),
+        (3, 4, 2, 3),
+        (0, 1, 4, 4),
+    ],
+)
+def test_thread_count_shares_the_usable_cpus(
+    requested: int | None, jobs: int, cpus: int, expected: int
+) -> None:
+    from mmbench.train import thread_count
+
+    assert thread_count(requested, jobs, cpus) == expected
+
+
+def test_configure_threads_follows_slurm_cpus_per_task() -> None:
+    """A SLURM job allocated one CPU trains on one torch thread, whatever the node has."""
+    code = (
+        "import torch; from mmbench.train import configure_threads; "
+        "configure_threads(None); print(torch.get_num_threads())"
+    )
+    env = {**os.environ, "SLURM_CPUS_PER_TASK": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+    )
+    assert out.stdout.strip() == "1"
