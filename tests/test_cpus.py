@@ -94,3 +94,21 @@ def test_configure_threads_follows_slurm_cpus_per_task() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
     )
     assert out.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_mmbench_makes_openmp_threads_sleep_unless_told(
+    given: str | None, expected: str
+) -> None:
+    """mmbench sets OMP_WAIT_POLICY before torch loads OpenMP; a user's choice is kept."""
+    code = (
+        "import os, sys; import mmbench; assert 'torch' not in sys.modules; "
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+    )
+    assert out.stdout.strip() == expected

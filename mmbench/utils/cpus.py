@@ -10,16 +10,28 @@ contend. The usable count is the smallest of
 - the cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``: ``quota period``, rounded up),
 
 and at least 1.
+
+Waiting threads: OpenMP (torch's CPU thread pool here) lets idle worker threads spin at
+every barrier. On a machine shared with other CPU-bound processes a spinning thread burns
+the time slice its descheduled peer needs, so a 2-3x oversubscription cost 20x per step
+(measured in ``docs/performance.md``). :func:`prefer_passive_waiting` makes them sleep
+instead (``OMP_WAIT_POLICY=PASSIVE``) unless the user chose a policy; it must run before
+torch loads its OpenMP runtime, so ``mmbench/__init__.py`` calls it first.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless it is set (``ACTIVE``: dedicated machines)."""
+    (os.environ if environ is None else environ).setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def affinity_cpus() -> int:
