@@ -22,6 +22,7 @@ from mmbench.data.audio_features import (
     fbank_from_wav,
     kaldi_fbank,
     load_wav,
+    load_wav_channels,
     ogm_stft_features,
     stft_from_wav,
 )
@@ -87,6 +88,48 @@ def test_load_wav_averages_stereo(tmp_path: Path) -> None:
     sf.write(path, np.stack([left, right], axis=1), sr, subtype="FLOAT")
     samples, _ = load_wav(path)
     np.testing.assert_allclose(samples, (left + right) / 2, rtol=0, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def stereo_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """A float32 stereo WAV: left = short_16k, right = -0.5 * left + 0.1 (a DC offset)."""
+    left, sr = load_wav(_wav("short_16k"))
+    channels = np.stack([left, -0.5 * left + np.float32(0.1)]).astype(np.float32)
+    path = tmp_path_factory.mktemp("stereo") / "stereo.wav"
+    sf.write(path, channels.T, sr, subtype="FLOAT")
+    return path, channels
+
+
+def test_load_wav_channels_keeps_every_channel(stereo_wav) -> None:
+    path, channels = stereo_wav
+    samples, sr = load_wav_channels(path)
+    assert sr == 16000 and samples.dtype == np.float32 and samples.shape == channels.shape
+    np.testing.assert_array_equal(samples, channels)
+    mono, _ = load_wav_channels(_wav("short_16k"))
+    assert mono.shape == (1, 4800)
+
+
+def test_fbank_from_stereo_wav_is_channel_0_after_the_global_mean(stereo_wav) -> None:
+    """torchaudio.load -> x - x.mean() over both channels -> kaldi.fbank on channel 0."""
+    path, channels = stereo_wav
+    wav = torch.from_numpy(channels)
+    expected = _normalise(kaldi_fbank((wav - wav.mean())[0], 16000))
+    ours = fbank_from_wav(path)
+    np.testing.assert_array_equal(ours, expected)
+    averaged = torch.from_numpy(channels.mean(axis=0))
+    diff = _absdiff(ours, _normalise(kaldi_fbank(averaged - averaged.mean(), 16000)))
+    # The channel average is 0.25 * left (+ DC): every cell is ln(16) / (2 * std) lower.
+    frames = RAW_FRAMES["short_16k"]
+    assert abs(np.median(diff[:frames]) - math.log(16) / (2 * 5.141276)) < 1e-3
+
+
+def test_stft_full_crop_refuses_clips_under_one_second() -> None:
+    path = _wav("short_16k")
+    with pytest.raises(ValueError, match=r"0\.300 s long.*gives 57 instead of 188") as info:
+        stft_from_wav(path, require_full_crop=True)
+    assert str(path) in str(info.value)
+    full = stft_from_wav(_wav("chirp_22k"), require_full_crop=True)
+    np.testing.assert_array_equal(full, stft_from_wav(_wav("chirp_22k")))
 
 
 def test_load_wav_resamples_with_resample_poly_441_320() -> None:

@@ -1,4 +1,8 @@
-"""ModelNet40: views 0 and 6 of the 12-view renderings as front/rear, 40 sorted classes."""
+"""ModelNet40: views 0 and 6 of the 12-view renderings as front/rear, 40 sorted classes.
+
+Fixtures use the MVCNN release's names (``<class>_<NNNN>.obj.shaded_v001.png`` ... v012 in
+``<class>/<split>/``); the Greedy loader's views 0 and 6 are shaded_v001 and shaded_v007.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from hydra.utils import instantiate
 from mmbench.data import modelnet40, prepare
 from mmbench.data.frames import IMAGENET_MEAN, IMAGENET_STD
 from mmbench.data.prepared_root import PreparedDataMissingError
-from mmbench.data.raw_fixtures import view_level, write_raw_modelnet40
+from mmbench.data.raw_fixtures import modelnet40_view_name, view_level, write_raw_modelnet40
 
 CLASSES = ["airplane", "chair", "xbox"]
 
@@ -24,7 +28,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
     out = tmp_path_factory.mktemp("prepared")
     objects = write_raw_modelnet40(raw, CLASSES, train_per_class=2, test_per_class=1)
     incomplete = objects[0]
-    (raw / f"{incomplete}.obj.6.png").unlink()
+    (raw / incomplete).with_name(modelnet40_view_name(Path(incomplete).name, 6)).unlink()
     code = prepare.main(["modelnet40", "--raw", str(raw), "--out", str(out), "--workers", "1"])
     assert code == 1
     return raw, out, incomplete
@@ -32,6 +36,16 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
 
 def grey(image: torch.Tensor) -> int:
     return round((image[0].mean() * IMAGENET_STD[0] + IMAGENET_MEAN[0]).item() * 255)
+
+
+def write_release_object(folder: Path, obj: str, name_of_view, size: int = 8) -> None:
+    """12 solid-grey PNGs of one object, view ``v`` named ``name_of_view(obj, v)``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for view in range(12):
+        level = view_level(view)
+        Image.new("RGB", (size, size), (level, level, level)).save(folder / name_of_view(obj, view))
 
 
 def test_classes() -> None:
@@ -46,7 +60,8 @@ def test_prepare_keeps_two_views(prepared, capsys) -> None:
     code = prepare.main(["modelnet40", "--raw", str(raw), "--out", str(out), "--workers", "1"])
     report = capsys.readouterr().out
     assert code == 1 and "8 skipped (already done), 1 failed" in report
-    assert f"failed {incomplete}: FileNotFoundError: missing" in report
+    missing = modelnet40_view_name(Path(incomplete).name, 6)
+    assert f"failed {incomplete}: FileNotFoundError: missing {missing}" in report
 
 
 def test_loader_shapes_labels_views(compose_cfg, prepared, caplog) -> None:
@@ -98,3 +113,49 @@ def test_missing_root_message(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(PreparedDataMissingError, match="any train object"):
         modelnet40.build(str(tmp_path / "empty"))
+
+
+def test_fixture_uses_release_names(prepared) -> None:
+    raw, _, _ = prepared
+    names = sorted(p.name for p in (raw / "chair" / "train").iterdir())
+    assert names[:12] == [f"chair_0001.obj.shaded_v{v:03d}.png" for v in range(1, 13)]
+    assert sorted(p.name for p in (raw / "chair" / "test").iterdir())[0] == (
+        "chair_0003.obj.shaded_v001.png"
+    )
+
+
+def test_release_names_prepare_and_load_v001_v007(tmp_path: Path) -> None:
+    """The real release loads without prepare and through it: front = v001, rear = v007."""
+    raw = tmp_path / "raw"
+    for split, obj in (("train", "bed_0001"), ("train", "bed_0002"), ("test", "bed_0516")):
+        write_release_object(raw / "bed" / split, obj, modelnet40_view_name)
+    direct = modelnet40.build(str(raw), image_size=8)
+    assert len(direct.train) == 2 and len(direct.test) == 1
+    assert [p.name for p in direct.test.items[0][0]] == [
+        "bed_0516.obj.shaded_v001.png",
+        "bed_0516.obj.shaded_v007.png",
+    ]
+    out = tmp_path / "out"
+    assert prepare.main(["modelnet40", "--raw", str(raw), "--out", str(out), "--workers", "1"]) == 0
+    prepared_files = sorted(p.name for p in (out / "modelnet40" / "bed" / "test").iterdir())
+    assert prepared_files == ["bed_0516.obj.0.png", "bed_0516.obj.6.png"]
+    for splits in (direct, modelnet40.build(str(out / "modelnet40"), image_size=8)):
+        sample = splits.test[0]
+        assert grey(sample["front"]) == view_level(0) and grey(sample["rear"]) == view_level(6)
+        assert int(sample["label"]) == modelnet40.CLASS_NAMES.index("bed")
+
+
+def test_twelve_sorted_files_of_any_name(tmp_path: Path) -> None:
+    """Greedy's rule: view v is the v-th of the object's 12 files in sorted order."""
+    for split in ("train", "test"):
+        write_release_object(
+            tmp_path / "sofa" / split, f"sofa_{split}", lambda obj, v: f"{obj}.obj.r{v:02d}.png"
+        )
+    splits = modelnet40.build(str(tmp_path), image_size=8, views=(3, 9))
+    sample = splits.test[0]
+    assert grey(sample["front"]) == view_level(3) and grey(sample["rear"]) == view_level(9)
+
+
+def test_bad_views_knob_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"dataset.build.views .* 0..11 .*got \[0, 12\]"):
+        modelnet40.build(str(tmp_path), views=(0, 12))

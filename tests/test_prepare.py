@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmbench.data import cgmnist, prepare, video_frames
+from mmbench.data import cgmnist, cremad, prepare, video_frames
 from mmbench.data.audio_features import stft_from_wav
-from mmbench.data.raw_fixtures import write_raw_cremad
+from mmbench.data.raw_fixtures import write_raw_cremad, write_wav
 
 
 def run(*args: str) -> int:
@@ -68,6 +68,39 @@ def test_corrupt_inputs_reported_by_name(raw_cremad, tmp_path: Path, capsys) -> 
     assert np.load(out / "cremad" / "audio_fbank" / f"{empty}.npy").shape == (1024, 128)
 
 
+def test_clip_under_one_second_refused_for_stft_only(raw_cremad, tmp_path: Path, capsys) -> None:
+    """OGM-GE tiles a clip 3x into 3 s: a 0.5 s clip would give 257 x 94, unbatchable."""
+    from torch.utils.data import default_collate
+
+    raw, clips = raw_cremad
+    short = clips["train"][2]
+    write_wav(raw / "AudioWAV" / f"{short}.wav", 0.5, 300.0, 7)
+    out = tmp_path / "out"
+    code = run("cremad", "--raw", raw, "--out", out, "--workers", 1, "--audio-recipe", "both")
+    report = capsys.readouterr().out
+    assert code == 1 and "11 done, 0 skipped (already done), 1 failed" in report
+    assert f"failed {short}: audio: ClipTooShortError: audio file" in report
+    assert f"{short}.wav' is 0.500 s long" in report and "94 instead of 188 frames" in report
+    assert stft_from_wav(raw / "AudioWAV" / f"{short}.wav").shape == (257, 94)
+    assert not (out / "cremad" / "audio_stft" / f"{short}.npy").exists()
+    assert np.load(out / "cremad" / "audio_fbank" / f"{short}.npy").shape == (1024, 128)
+    splits = cremad.build(str(out / "cremad"), image_size=8)
+    assert short not in {r.name for r in splits.train.records}
+    batch = default_collate([splits.train[i] for i in range(len(splits.train))])
+    assert batch["audio"].shape == (len(splits.train), 1, 257, 188)
+
+
+def test_missing_wav_names_where_it_looked(raw_cremad, tmp_path: Path, capsys) -> None:
+    raw, clips = raw_cremad
+    lost = clips["test"][0]
+    (raw / "AudioWAV" / f"{lost}.wav").unlink()
+    code = run("cremad", "--raw", raw, "--out", tmp_path / "out", "--workers", 1)
+    report = capsys.readouterr().out
+    assert code == 1 and f"failed {lost}: audio: FileNotFoundError: no WAV file" in report
+    assert f"looked for {raw}/AudioWAV/{lost}.wav" in report
+    assert f"looked for {raw}/VideoFlash/{lost}.{{mp4,mkv,webm,avi,flv}}" in report
+
+
 def test_missing_raw_parts(tmp_path: Path, capsys) -> None:
     assert run("cremad", "--raw", tmp_path / "absent", "--out", tmp_path / "out") == 2
     assert f"raw folder {tmp_path / 'absent'} not found" in capsys.readouterr().err
@@ -75,7 +108,7 @@ def test_missing_raw_parts(tmp_path: Path, capsys) -> None:
     assert run("cremad", "--raw", tmp_path / "raw", "--out", tmp_path / "out") == 2
     assert "train.csv" in capsys.readouterr().err
     assert run("modelnet40", "--raw", tmp_path / "raw", "--out", tmp_path / "out") == 2
-    assert "<class>/<train|test>/<obj>.obj.<view>.png" in capsys.readouterr().err
+    assert "<class>/<train|test>/<obj>.obj.shaded_v001.png" in capsys.readouterr().err
 
 
 def test_missing_video_tool_message(tmp_path: Path, monkeypatch) -> None:

@@ -5,10 +5,18 @@ Two published recipes are implemented here without torchaudio or librosa:
 * ``fbank_features``: the AST / MMPareto input, a Kaldi log-mel filterbank
   (``torchaudio.compliance.kaldi.fbank`` semantics) padded or cropped to 1024 frames and
   normalised with the AudioSet statistics.  ``kaldi_fbank`` mirrors the float32 torch ops of
-  torchaudio's ``compliance/kaldi.py`` so that its output is bit-identical to it.
+  torchaudio's ``compliance/kaldi.py`` so that its output is bit-identical to it.  Files are
+  read as the recipe reads them (GeWu-Lab/OGM-GE_CVPR2022 ``data/KineticSound/process_audio.py``):
+  ``torchaudio.load`` keeps every channel, the mean over all channels and samples is removed,
+  and ``kaldi.fbank`` (``channel=-1``) uses channel 0 (pytorch/audio
+  ``src/torchaudio/compliance/kaldi.py``, ``_get_waveform_and_window_properties``).
 * ``ogm_stft_features``: the OGM-GE input, ``log(|STFT| + 1e-7)`` of a 3 s clip at 22,050 Hz
   (``librosa.stft`` semantics: periodic Hann, centred frames with zero padding), computed in
-  float64 with NumPy.
+  float64 with NumPy.  Files are read as ``librosa.load(path, sr=22050)`` reads them in
+  GeWu-Lab/OGM-GE_CVPR2022 ``dataset/CramedDataset.py``: channels averaged (``mono=True``),
+  then resampled.  A clip shorter than 1 s tiles to less than 3 s and gives fewer than 188
+  frames; ``stft_from_wav(..., require_full_crop=True)`` (what ``mmbench prepare`` uses)
+  refuses it, naming the file.
 
 The reference fixtures and the exact parameter lists live in ``tests/fixtures/audio``.
 """
@@ -26,19 +34,27 @@ import torch
 from scipy.signal import resample_poly
 
 __all__ = [
+    "ClipTooShortError",
     "fbank_features",
     "fbank_from_wav",
     "kaldi_fbank",
     "load_wav",
+    "load_wav_channels",
     "ogm_stft_features",
     "stft_from_wav",
 ]
 
 FLT_EPSILON = float(np.finfo(np.float32).eps)
 STFT_SAMPLE_RATE = 22050
+STFT_SECONDS = 3
+STFT_HOP = 353
 AUDIOSET_MEAN = -4.503877
 AUDIOSET_STD = 5.141276
 _STREAMING_SIZES = (0, 0xFFFFFFFF)
+
+
+class ClipTooShortError(ValueError):
+    """A clip too short for a recipe's fixed output size (the message names the file)."""
 
 
 def _check_riff_wav(path: Path) -> None:
@@ -69,30 +85,36 @@ def _check_riff_wav(path: Path) -> None:
     raise ValueError(f"cannot read audio file {str(path)!r}: WAV file has no complete data chunk")
 
 
+def _read_frames(path: Path) -> tuple[np.ndarray, int]:
+    """float32 ``(samples, channels)`` of an audio file and its rate (PCM16 -> int16 / 32768)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {str(path)!r}")
+    _check_riff_wav(path)
+    try:
+        data, sr = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ValueError(f"cannot read audio file {str(path)!r}: {exc}") from exc
+    if data.shape[0] == 0:
+        raise ValueError(f"cannot read audio file {str(path)!r}: it contains no samples")
+    return data, int(sr)
+
+
 def load_wav(path: str | os.PathLike[str], target_sr: int | None = None) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 mono samples in [-1, 1), optionally resampled.
 
-    Samples are read with ``soundfile`` (PCM16 becomes ``int16 / 32768``), channels are
-    averaged, and when ``target_sr`` differs from the file's rate the signal is resampled with
+    The STFT recipe's reading (``librosa.load(path, sr=...)``, ``mono=True``): samples are
+    read with ``soundfile`` (PCM16 becomes ``int16 / 32768``), channels are averaged, and when
+    ``target_sr`` differs from the file's rate the signal is resampled with
     ``scipy.signal.resample_poly(x, up, down)`` where ``up / down = target_sr / sr`` reduced
-    by their gcd (16000 -> 22050 is up 441, down 320), then cast back to float32.
+    by their gcd (16000 -> 22050 is up 441, down 320), then cast back to float32.  (librosa
+    resamples with soxr by default; see tests/fixtures/audio for the measured difference.)
 
     Returns ``(samples, sample_rate)``.  A missing file raises ``FileNotFoundError``; an
     unreadable, truncated or empty file raises ``ValueError``; both messages name the path.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"audio file not found: {str(p)!r}")
-    _check_riff_wav(p)
-    try:
-        data, sr = sf.read(p, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise ValueError(f"cannot read audio file {str(p)!r}: {exc}") from exc
-    if data.shape[0] == 0:
-        raise ValueError(f"cannot read audio file {str(p)!r}: it contains no samples")
+    data, sr = _read_frames(Path(path))
     samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     samples = np.ascontiguousarray(samples, dtype=np.float32)
-    sr = int(sr)
     if target_sr is not None and int(target_sr) != sr:
         target_sr = int(target_sr)
         if target_sr <= 0:
@@ -103,20 +125,34 @@ def load_wav(path: str | os.PathLike[str], target_sr: int | None = None) -> tupl
     return samples, sr
 
 
-def _as_float32_tensor(waveform: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Return channel 0 of ``waveform`` (1-D, or 2-D ``(channels, samples)``) as float32."""
+def load_wav_channels(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32 ``(channels, samples)`` at its own rate.
+
+    The fbank recipe's reading (``torchaudio.load``: every channel kept, PCM16 becomes
+    ``int16 / 32768``).  Errors as ``load_wav``.
+    """
+    data, sr = _read_frames(Path(path))
+    return np.ascontiguousarray(data.T, dtype=np.float32), sr
+
+
+def _to_float32_tensor(waveform: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``waveform`` (1-D, or 2-D ``(channels, samples)``) as a contiguous float32 CPU tensor."""
     if isinstance(waveform, torch.Tensor):
         wav = waveform.detach().to(device="cpu", dtype=torch.float32)
     else:
         wav = torch.from_numpy(np.array(waveform, dtype=np.float32, copy=True))
-    if wav.dim() == 2:
-        wav = wav[0]
-    if wav.dim() != 1:
+    if wav.dim() not in (1, 2):
         raise ValueError(
             f"waveform must be 1-D (samples,) or 2-D (channels, samples), got shape "
             f"{tuple(wav.shape)}"
         )
     return wav.contiguous()
+
+
+def _as_float32_tensor(waveform: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Return channel 0 of ``waveform`` (1-D, or 2-D ``(channels, samples)``) as float32."""
+    wav = _to_float32_tensor(waveform)
+    return (wav[0] if wav.dim() == 2 else wav).contiguous()
 
 
 def _mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
@@ -182,8 +218,9 @@ def kaldi_fbank(
       ``ln(max(E, FLT_EPSILON))``.
 
     The input is used as given (no global mean removal: ``fbank_features`` does that).  A 2-D
-    input is ``(channels, samples)`` and channel 0 is used, as torchaudio does.  A clip
-    shorter than one window raises ``ValueError``.
+    input is ``(channels, samples)`` and channel 0 is used, as torchaudio's ``kaldi.fbank``
+    does with its default ``channel=-1`` (``fbank_from_wav`` therefore reads every channel
+    with ``load_wav_channels``).  A clip shorter than one window raises ``ValueError``.
     """
     wav = _as_float32_tensor(waveform)
     window_shift = int(sample_rate * frame_shift_ms * 0.001)
@@ -230,13 +267,15 @@ def fbank_features(
 ) -> np.ndarray:
     """AST / MMPareto audio input, float32 ``(target_length, 128)``.
 
-    Recipe (AST ``_wav2fbank``, reused by MMPareto): ``x = waveform - mean(waveform)``;
-    ``F = kaldi_fbank(x, sample_rate)`` (128 mel bins, 25 ms / 10 ms, Hann, dither 0); append
-    zero rows at the bottom up to ``target_length`` or keep the first ``target_length`` rows;
-    then ``(F - norm_mean) / (2 * norm_std)`` in float32 (padded rows become 0.43801162 with
-    the AudioSet defaults).
+    Recipe (AST ``_wav2fbank``; OGM-GE ``data/KineticSound/process_audio.py``):
+    ``x = waveform - mean(waveform)`` with the mean over every channel and sample of a 2-D
+    ``(channels, samples)`` input; ``F = kaldi_fbank(x, sample_rate)`` on channel 0 (128 mel
+    bins, 25 ms / 10 ms, Hann, dither 0); append zero rows at the bottom up to
+    ``target_length`` or keep the first ``target_length`` rows; then
+    ``(F - norm_mean) / (2 * norm_std)`` in float32 (padded rows become 0.43801162 with the
+    AudioSet defaults).
     """
-    wav = _as_float32_tensor(waveform)
+    wav = _to_float32_tensor(waveform)
     fbank = torch.from_numpy(kaldi_fbank(wav - wav.mean(), sample_rate, num_mel_bins=128))
     n_frames = fbank.shape[0]
     if n_frames < target_length:
@@ -248,21 +287,22 @@ def fbank_features(
 
 def ogm_stft_features(
     samples_22050: np.ndarray,
-    seconds: int = 3,
+    seconds: int = STFT_SECONDS,
     sample_rate: int = STFT_SAMPLE_RATE,
     n_fft: int = 512,
-    hop: int = 353,
+    hop: int = STFT_HOP,
     eps: float = 1e-7,
     periodic: bool = True,
 ) -> np.ndarray:
     """OGM-GE log-magnitude STFT, float32 ``(n_fft // 2 + 1, 1 + L // hop)``.
 
-    Recipe (OGM-GE, Peng et al. CVPR 2022, CREMA-D loader):
+    Recipe (OGM-GE, Peng et al. CVPR 2022, ``dataset/CramedDataset.py``):
     ``x = tile(samples, 3)[: seconds * sr]`` clipped to [-1, 1];
     ``S = librosa.stft(x, n_fft=512, hop_length=353)``, i.e. periodic Hann
     ``0.5 - 0.5 cos(2 pi n / n_fft)``, ``center=True`` with ``n_fft // 2`` zeros on each side
     (librosa >= 0.9 ``pad_mode='constant'``); output ``log(|S| + eps)``.  ``L`` is the tiled
-    length, so clips of at least 1 s give ``(257, 188)``; shorter clips give fewer frames.
+    length, so clips of at least 1 s give ``(257, 188)``; shorter clips give fewer frames, as
+    in the recipe (which then cannot batch them).
     The STFT is computed in float64 and the result cast to float32.  ``periodic=False`` gives
     the symmetric-window variant (not the recipe; kept for sensitivity checks).
     """
@@ -279,13 +319,31 @@ def ogm_stft_features(
     return np.log(np.abs(spec) + eps).T.astype(np.float32)
 
 
-def stft_from_wav(path: str | os.PathLike[str]) -> np.ndarray:
-    """OGM-GE features of a file: ``load_wav(path, 22050)`` then ``ogm_stft_features``."""
+def stft_from_wav(path: str | os.PathLike[str], require_full_crop: bool = False) -> np.ndarray:
+    """OGM-GE features of a file: ``load_wav(path, 22050)`` then ``ogm_stft_features``.
+
+    ``require_full_crop``: raise ``ClipTooShortError`` naming the file when the clip is shorter than
+    ``STFT_SECONDS / 3`` s (1 s), i.e. when tiling it 3 times does not fill the 3 s crop and
+    the result would have fewer than ``1 + 3 * 22050 // 353 = 188`` frames.
+    """
     samples, _ = load_wav(path, target_sr=STFT_SAMPLE_RATE)
+    needed = STFT_SECONDS * STFT_SAMPLE_RATE
+    if require_full_crop and 3 * samples.size < needed:
+        full = 1 + needed // STFT_HOP
+        got = 1 + 3 * samples.size // STFT_HOP
+        raise ClipTooShortError(
+            f"audio file {str(path)!r} is {samples.size / STFT_SAMPLE_RATE:.3f} s long: the "
+            f"OGM-GE STFT tiles a clip 3 times into a {STFT_SECONDS} s crop, which a clip under "
+            f"{STFT_SECONDS / 3:g} s does not fill: it gives {got} instead of {full} frames and "
+            "could not be batched; drop the clip from the split lists, or use the fbank recipe "
+            "(padded to 1024 frames)"
+        )
     return ogm_stft_features(samples)
 
 
 def fbank_from_wav(path: str | os.PathLike[str]) -> np.ndarray:
-    """AST / MMPareto features of a file at its own rate: ``load_wav`` then ``fbank_features``."""
-    samples, sr = load_wav(path)
+    """AST / MMPareto features of a file at its own rate: every channel read with
+    ``load_wav_channels`` (as ``torchaudio.load``), then ``fbank_features`` (global mean
+    removed, channel 0)."""
+    samples, sr = load_wav_channels(path)
     return fbank_features(samples, sr)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmbench.data.frames import frame_transform, list_frames, load_clip_frames
+from mmbench.data.frames import FRAME_RULES, frame_transform, list_frames, load_clip_frames
 from mmbench.data.tensor_dataset import DatasetSplits
 from mmbench.data.val_split import carve_validation
 
@@ -77,11 +77,17 @@ class AudioVisualClips(Dataset):
     """Samples of indexed clips; ``train`` selects random frames and train augmentations."""
 
     def __init__(
-        self, records: Sequence[ClipRecord], num_frames: int, image_size: int, train: bool
+        self,
+        records: Sequence[ClipRecord],
+        num_frames: int,
+        image_size: int,
+        train: bool,
+        frame_rule: str = "segments",
     ) -> None:
         self.records = list(records)
         self.num_frames = num_frames
         self.train = train
+        self.frame_rule = frame_rule
         self.transform = frame_transform(image_size, train)
 
     def __len__(self) -> int:
@@ -90,7 +96,9 @@ class AudioVisualClips(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         record = self.records[index]
         audio = torch.from_numpy(np.load(record.audio).astype(np.float32, copy=False))
-        visual = load_clip_frames(record.frames, self.num_frames, self.train, self.transform)
+        visual = load_clip_frames(
+            record.frames, self.num_frames, self.train, self.transform, self.frame_rule
+        )
         return {
             "audio": audio.unsqueeze(0),
             "visual": visual,
@@ -110,8 +118,13 @@ def build_clip_splits(
     val_per_class: int,
     seed: int,
     dataset: str,
+    frame_rule: str = "segments",
 ) -> DatasetSplits:
     """Train / seeded stratified val (test-time transforms) / test splits of clips."""
+    if frame_rule not in FRAME_RULES:
+        raise ValueError(
+            f"{dataset}: dataset.build.frame_rule={frame_rule!r}, expected one of {FRAME_RULES}"
+        )
     train_records = index_clips(
         train_entries, audio_dir, frames_dir, min_frames, f"{dataset} train"
     )
@@ -126,11 +139,11 @@ def build_clip_splits(
                 f"{audio_dir} and frames in {frames_dir}; re-run mmbench prepare {dataset}"
             )
     train_pos, val_pos = carve_validation([r.label for r in train_records], val_per_class, seed)
-    train = AudioVisualClips([train_records[i] for i in train_pos], num_frames, image_size, True)
-    val = (
-        AudioVisualClips([train_records[i] for i in val_pos], num_frames, image_size, False)
-        if val_pos
-        else None
-    )
-    test = AudioVisualClips(test_records, num_frames, image_size, False)
+
+    def clips(records: Sequence[ClipRecord], train: bool) -> AudioVisualClips:
+        return AudioVisualClips(records, num_frames, image_size, train, frame_rule)
+
+    train = clips([train_records[i] for i in train_pos], True)
+    val = clips([train_records[i] for i in val_pos], False) if val_pos else None
+    test = clips(test_records, False)
     return DatasetSplits(train, val, test, class_names)

@@ -1,14 +1,23 @@
 """Frame selection and transforms for multi-frame visual inputs (CREMA-D, Kinetics-Sounds).
 
-Rules (MMPareto / OGM-GE visual loaders, spec/datasets.md):
+A clip's frames are the *sorted* list of image files in its folder (the official loaders'
+name patterns disagree with the extraction scripts, so we never build names). ``k`` frames
+are picked by one of two rules (``frame_rule``), indices 0-based into that list:
 
-* a clip's frames are the *sorted* list of image files in its folder (the official loaders'
-  name patterns disagree with the extraction scripts, so we never build names);
-* the list is cut into ``k`` equal segments; train picks a random frame in each segment
-  (drawn from torch's global RNG, which the engine seeds per epoch), test/val the middle one
-  (OGM-GE drew a random index and then ignored it; we use it);
-* train: RandomResizedCrop(size) + RandomHorizontalFlip; test: Resize((size, size)); both
-  then ImageNet mean/std normalisation. The output is ``(k, 3, size, size)`` float32.
+* ``segments`` (CREMA-D; spec/datasets.md): the list is cut into ``k`` equal segments
+  ``[floor(i n / k), floor((i + 1) n / k))``; train picks a uniformly random frame in each,
+  test/val the middle one (OGM-GE drew a random index and then ignored it; we use it).
+* ``gewu_ks`` (Kinetics-Sounds): the rule of GeWu-Lab/InfoReg_CVPR2025 ``KSDataset.py`` and
+  GeWu-Lab/BalanceBenchmark ``balancemm/datasets/KS_dataset.py`` (identical there), with
+  ``seg = n // k``: when ``n <= 6`` every pick is frame 0; otherwise train picks uniformly in
+  ``[i seg, i seg + seg - 1]`` capped at 8 (their ``frame_0000<t>.jpg`` names only reach
+  ``t = 9``, 1-based), and test picks ``i seg + max(seg // 2, 1) - 1`` (their 1-based
+  ``i * seg + max(int(seg / 2), 1)``).
+
+Train draws come from torch's global RNG (which the engine seeds per epoch), not Python's
+``random`` as in those loaders. Transforms: train RandomResizedCrop(size) +
+RandomHorizontalFlip; test Resize((size, size)); both then ImageNet mean/std normalisation.
+The output is ``(k, 3, size, size)`` float32.
 """
 
 from __future__ import annotations
@@ -50,8 +59,13 @@ def segment_bounds(num_frames: int, num_segments: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def select_frame_indices(num_frames: int, num_segments: int, train: bool) -> list[int]:
-    """One index per segment: uniformly random in train, the middle frame otherwise."""
+FRAME_RULES = ("segments", "gewu_ks")
+GEWU_KS_MIN_SPREAD = 6  # the KS loaders pick frame 0 three times unless a clip has > 6 frames
+GEWU_KS_TRAIN_CAP = 8  # 0-based; their names frame_0000<t>.jpg stop at t = 9
+
+
+def segment_indices(num_frames: int, num_segments: int, train: bool) -> list[int]:
+    """``segments`` rule: one index per equal segment, random in train, middle otherwise."""
     indices = []
     for start, end in segment_bounds(num_frames, num_segments):
         if train:
@@ -59,6 +73,45 @@ def select_frame_indices(num_frames: int, num_segments: int, train: bool) -> lis
         else:
             indices.append(start + (end - start) // 2)
     return indices
+
+
+def gewu_ks_indices(num_frames: int, num_segments: int, train: bool) -> list[int]:
+    """``gewu_ks`` rule (InfoReg ``KSDataset.py`` / BalanceBenchmark ``KS_dataset.py``).
+
+    ``seg = n // k``; ``n <= 6``: all 0; train: ``min(U{i seg, ..., i seg + seg - 1}, 8)``;
+    test: ``i seg + max(seg // 2, 1) - 1``.
+    """
+    if num_frames < 1 or num_segments < 1:
+        raise ValueError(
+            f"need at least one frame and one segment, got {num_frames}, {num_segments}"
+        )
+    if num_frames <= GEWU_KS_MIN_SPREAD:
+        return [0] * num_segments
+    seg = num_frames // num_segments
+    if seg < 1:
+        raise ValueError(
+            f"frame_rule=gewu_ks needs at least num_frames={num_segments} frames per clip, "
+            f"got {num_frames}; lower dataset.num_frames or use frame_rule=segments"
+        )
+    indices = []
+    for i in range(num_segments):
+        if train:
+            pick = int(torch.randint(i * seg, i * seg + seg, ()).item())
+            indices.append(min(pick, GEWU_KS_TRAIN_CAP))
+        else:
+            indices.append(i * seg + max(seg // 2, 1) - 1)
+    return indices
+
+
+def select_frame_indices(
+    num_frames: int, num_segments: int, train: bool, rule: str = "segments"
+) -> list[int]:
+    """One 0-based frame index per segment under ``rule`` (see the module docstring)."""
+    if rule == "segments":
+        return segment_indices(num_frames, num_segments, train)
+    if rule == "gewu_ks":
+        return gewu_ks_indices(num_frames, num_segments, train)
+    raise ValueError(f"frame_rule={rule!r}, expected one of {FRAME_RULES}")
 
 
 def imagenet_normalize() -> transforms.Normalize:
@@ -91,7 +144,8 @@ def load_clip_frames(
     num_segments: int,
     train: bool,
     transform: Callable[[Image.Image], torch.Tensor],
+    rule: str = "segments",
 ) -> torch.Tensor:
     """``(num_segments, 3, H, W)``: the selected frames, each transformed independently."""
-    indices = select_frame_indices(len(frames), num_segments, train)
+    indices = select_frame_indices(len(frames), num_segments, train, rule)
     return torch.stack([transform(load_rgb(frames[i])) for i in indices])

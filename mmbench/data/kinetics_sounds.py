@@ -8,9 +8,14 @@ Prepared layout (written by ``mmbench prepare kinetics_sounds``)::
 
 Two split-list formats circulate (spec/datasets.md) and both are read: OGM-GE's
 ``<youtube_id>_<start>_<end>,10,<label>`` and ``<name> <label>``. A label is a class name
-(spaces or underscores) or a class index. Three frames per clip by equal segments; clips
-with fewer than ``min_frames`` frames, or without cached audio, are skipped and counted in
-the log (MMPareto / PMR loaders skip them the same way).
+(spaces or underscores) or a class index.
+
+Frames follow the authors' Kinetics-Sounds loaders (GeWu-Lab/InfoReg_CVPR2025
+``KSDataset.py``, GeWu-Lab/BalanceBenchmark ``balancemm/datasets/KS_dataset.py``): a clip
+is kept when its cached audio exists and its folder holds more than 3 frames
+(``min_frames=4``), and 3 frames are picked by ``frame_rule=gewu_ks`` (see
+``mmbench.data.frames``; ``frame_rule=segments`` with ``min_frames=3`` is the equal-segment,
+middle-frame rule used before). Skipped clips are counted in the log.
 """
 
 from __future__ import annotations
@@ -100,9 +105,10 @@ def build(
     root: str,
     num_frames: int = 3,
     image_size: int = 224,
-    min_frames: int = 3,
+    min_frames: int = 4,
     val_per_class: int = 0,
     seed: int = 0,
+    frame_rule: str = "gewu_ks",
 ) -> DatasetSplits:
     """Kinetics-Sounds splits from the prepared ``root``."""
     base = require_path(Path(root), DATASET, "the prepared Kinetics-Sounds root")
@@ -126,4 +132,5 @@ def build(
         val_per_class,
         seed,
         DATASET,
+        frame_rule,
     )

@@ -1,9 +1,18 @@
 """ModelNet40 as two "modalities": the front and rear renderings of each object.
 
-Layout (raw MVCNN 12-view renderings, and the prepared copy made by ``mmbench prepare
-modelnet40``, which keeps only the two views used)::
+Raw layout: the MVCNN 12-view shaded release (``modelnet40_images_new_12x``, read by
+jongchyisu/mvcnn_pytorch ``tools/ImgDataset.py``)::
 
-    <root>/<class>/<train|test>/<obj>.obj.<view>.png      views 0 (front) and 6 (rear)
+    <root>/<class>/<train|test>/<class>_<NNNN>.obj.shaded_v001.png ... shaded_v012.png
+
+The object is the file name before ``.obj.`` (nyukat/greedy_multimodal_learning
+``src/dataset.py``); the Greedy loader stacks an object's 12 files in sorted order and its
+configs take ``specific_views=[0, 6]``, i.e. ``shaded_v001`` (front) and ``shaded_v007``
+(rear). Our prepared copy (``mmbench prepare modelnet40``) keeps only those two views as
+``<obj>.obj.0.png`` and ``<obj>.obj.6.png``. View ``v`` of an object is found, in order, as
+``<obj>.obj.<v>.png`` (our name), ``<obj>.obj.shaded_v<v+1:03d>.png`` (the release's name),
+or the ``v``-th of the object's files in sorted order when it has exactly 12 (Greedy's rule,
+for a 12-view release named otherwise).
 
 Classes: the 40 ModelNet40 class folder names in sorted order (index = position).
 Transforms (MMPareto / PMR ModelNet40 loaders): Resize to ``image_size``, then train adds a
@@ -40,8 +49,46 @@ SPLITS = ("train", "test")
 VIEW_NAMES = ("front", "rear")
 
 
+REAL_VIEW_COUNT = 12
+
+
 def view_file(folder: Path, obj: str, view: int) -> Path:
+    """Our name of view ``view`` (0-based): ``<obj>.obj.<view>.png``."""
     return folder / f"{obj}.obj.{view}.png"
+
+
+def shaded_view_file(folder: Path, obj: str, view: int) -> Path:
+    """The MVCNN release's name of view ``view`` (0-based): ``<obj>.obj.shaded_v<view+1>.png``."""
+    return folder / f"{obj}.obj.shaded_v{view + 1:03d}.png"
+
+
+def group_renderings(folder: Path) -> dict[str, list[Path]]:
+    """``{object: its sorted <obj>.obj.*.png files}`` of one class/split folder."""
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(folder.glob("*.obj.*.png")):
+        groups.setdefault(path.name.split(".obj.")[0], []).append(path)
+    return groups
+
+
+def find_view(folder: Path, obj: str, files: Sequence[Path], view: int) -> Path | None:
+    """View ``view`` of ``obj``: our name, else the release's, else the view-th of 12 sorted."""
+    present = set(files)
+    for candidate in (view_file(folder, obj, view), shaded_view_file(folder, obj, view)):
+        if candidate in present:
+            return candidate
+    if len(files) == REAL_VIEW_COUNT and 0 <= view < REAL_VIEW_COUNT:
+        return sorted(files)[view]
+    return None
+
+
+def expected_view(folder: Path, obj: str, files: Sequence[Path], view: int) -> Path:
+    """The found file of a view, else the name it should have had (for messages)."""
+    found = find_view(folder, obj, files, view)
+    if found is not None:
+        return found
+    if any(".obj.shaded_v" in p.name for p in files):
+        return shaded_view_file(folder, obj, view)
+    return view_file(folder, obj, view)
 
 
 def list_objects(
@@ -53,11 +100,10 @@ def list_objects(
         folder = root / name / split
         if not folder.is_dir():
             continue
-        objects = sorted({p.name.split(".obj.")[0] for p in folder.glob("*.obj.*.png")})
-        for obj in objects:
-            paths = tuple(view_file(folder, obj, v) for v in views)
-            if all(p.is_file() for p in paths):
-                items.append((paths, label))
+        for obj, files in group_renderings(folder).items():
+            paths = [find_view(folder, obj, files, v) for v in views]
+            if all(p is not None for p in paths):
+                items.append((tuple(paths), label))
             else:
                 incomplete.append(f"{name}/{split}/{obj}")
     if incomplete:
@@ -109,17 +155,21 @@ def build(
     seed: int = 0,
 ) -> DatasetSplits:
     """ModelNet40 front/rear splits from ``root`` (raw or prepared: same layout)."""
-    if len(views) != len(VIEW_NAMES):
-        raise ValueError(f"modelnet40: views must list {len(VIEW_NAMES)} view indices, got {views}")
+    if len(views) != len(VIEW_NAMES) or not all(0 <= v < REAL_VIEW_COUNT for v in views):
+        raise ValueError(
+            f"modelnet40: dataset.build.views must list {len(VIEW_NAMES)} view indices in "
+            f"0..{REAL_VIEW_COUNT - 1} (front, rear), got {list(views)}; the default is [0, 6]"
+        )
     base = require_path(Path(root), DATASET, "the ModelNet40 root")
     found = {}
     for split in SPLITS:
         found[split] = list_objects(base, split, list(views))
         if not found[split]:
             require_path(
-                base / "<class>" / split / f"<obj>.obj.{views[0]}.png",
+                base / "<class>" / split / f"<obj>.obj.shaded_v{views[0] + 1:03d}.png",
                 DATASET,
-                f"any {split} object (expected {base}/<class>/{split}/<obj>.obj.<view>.png)",
+                f"any {split} object (expected {base}/<class>/{split}/"
+                "<obj>.obj.shaded_v001.png ... shaded_v012.png, or <obj>.obj.<view>.png)",
             )
     train_pos, val_pos = carve_validation([y for _, y in found["train"]], val_per_class, seed)
     train = ModelNetViews([found["train"][i] for i in train_pos], image_size, True)

@@ -18,8 +18,10 @@ Raw inputs (see README "Datasets" for the sources) and prepared outputs, per dat
   ``RAW/splits/``), ``RAW/audio/**/<clip>.wav`` (else the video's audio via ffmpeg), and
   ``RAW/videos/**/<clip>.<mp4|mkv|webm|avi>`` or ``RAW/frames/<clip>/*.jpg`` ->
   ``PREPARED/kinetics_sounds/{splits/<list>, audio_fbank/<clip>.npy, frames/<clip>/*.jpg}``.
-* modelnet40: ``RAW/<class>/<train|test>/<obj>.obj.<view>.png`` (12 views) ->
-  ``PREPARED/modelnet40/<class>/<split>/<obj>.obj.{0,6}.png`` (the two views used).
+* modelnet40: the MVCNN 12-view release ``RAW/<class>/<train|test>/<obj>.obj.shaded_v001.png``
+  ... ``shaded_v012.png`` (or our ``<obj>.obj.<view>.png``) ->
+  ``PREPARED/modelnet40/<class>/<split>/<obj>.obj.{0,6}.png`` (views 0 and 6, i.e.
+  ``shaded_v001`` and ``shaded_v007``: the two views used).
 * cgmnist: the four MNIST IDX files (``RAW/MNIST/raw/`` or ``RAW``, optionally ``.gz``)
   and any published ``mnist_10color_jitter_var_<v>.npy`` -> ``PREPARED/cgmnist/MNIST/raw/``.
 """
@@ -35,6 +37,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +45,18 @@ import numpy as np
 from tqdm import tqdm
 
 from mmbench.data import cgmnist, cremad, kinetics_sounds, modelnet40
-from mmbench.data.audio_features import fbank_from_wav, stft_from_wav
+from mmbench.data.audio_features import ClipTooShortError, fbank_from_wav, stft_from_wav
 from mmbench.data.video_frames import copy_frame_folder, extract_audio, extract_frames
 
 DATASETS = ("cremad", "kinetics_sounds", "modelnet40", "cgmnist")
 AUDIO_FEATURES: dict[str, Callable[[Path], np.ndarray]] = {
-    "stft": stft_from_wav,
+    "stft": partial(stft_from_wav, require_full_crop=True),  # refuse clips under 1 s
     "fbank": fbank_from_wav,
 }
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".flv")
+VIDEO_NAMES = "<clip>.{" + ",".join(s[1:] for s in VIDEO_SUFFIXES) + "}"  # for messages
 FRAME_FOLDERS = ("frames", "Image-01-FPS")
+PREPARED_VIEWS = (0, 6)  # ModelNet40 front / rear: the Greedy configs' specific_views
 
 
 class RawDataError(FileNotFoundError):
@@ -109,6 +114,18 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class RawPlaces:
+    """Where a dataset's raw clip files are looked for (glob-like strings, for messages)."""
+
+    wav: str
+    video: str
+    frames: str
+
+    def for_clip(self, clip: str) -> RawPlaces:
+        return RawPlaces(*(p.replace("<clip>", clip) for p in (self.wav, self.video, self.frames)))
+
+
 def prepare_av_clip(
     name: str,
     wav: Path | None,
@@ -117,13 +134,18 @@ def prepare_av_clip(
     audio_outputs: dict[str, Path],
     frames_output: Path,
     fps: float,
+    places: RawPlaces,
 ) -> None:
-    """Cached audio features and frames of one clip; each missing output is produced."""
+    """Cached audio features and frames of one clip; each missing output is produced.
+
+    ``places``: where the raw files were looked for, named when one is missing.
+    """
     errors = []
+    looked = places.for_clip(name)
     pending_audio = {recipe: p for recipe, p in audio_outputs.items() if not p.exists()}
     if pending_audio:
         try:
-            _write_audio_features(name, wav, video, pending_audio)
+            _write_audio_features(name, wav, video, pending_audio, looked)
         except Exception as error:
             errors.append(f"audio: {type(error).__name__}: {error}")
     if not frames_output.exists():
@@ -133,7 +155,10 @@ def prepare_av_clip(
             elif video is not None:
                 extract_frames(video, frames_output, fps)
             else:
-                raise FileNotFoundError("no video and no frame folder")
+                raise FileNotFoundError(
+                    f"no frame folder (looked for {looked.frames}) and no video "
+                    f"(looked for {looked.video})"
+                )
         except Exception as error:
             errors.append(f"frames: {type(error).__name__}: {error}")
     if errors:
@@ -141,16 +166,25 @@ def prepare_av_clip(
 
 
 def _write_audio_features(
-    name: str, wav: Path | None, video: Path | None, outputs: dict[str, Path]
+    name: str, wav: Path | None, video: Path | None, outputs: dict[str, Path], looked: RawPlaces
 ) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         if wav is None:
             if video is None:
-                raise FileNotFoundError(f"no WAV file for {name} and no video to take it from")
+                raise FileNotFoundError(
+                    f"no WAV file for {name} (looked for {looked.wav}) and no video to take "
+                    f"it from (looked for {looked.video})"
+                )
             wav = Path(scratch) / f"{name}.wav"
             extract_audio(video, wav)
+        too_short: ClipTooShortError | None = None
         for recipe, path in outputs.items():
-            save_npy_atomic(path, AUDIO_FEATURES[recipe](wav))
+            try:
+                save_npy_atomic(path, AUDIO_FEATURES[recipe](wav))
+            except ClipTooShortError as error:  # the other recipes may still take the clip
+                too_short = error
+        if too_short is not None:
+            raise too_short
 
 
 def copy_checked_images(pairs: list[tuple[Path, Path]]) -> None:
@@ -266,6 +300,7 @@ def _av_jobs(
     videos: dict[str, Path],
     recipes: list[str],
     fps: float,
+    places: RawPlaces,
 ) -> list[ClipJob]:
     jobs = []
     for clip in clips:
@@ -279,6 +314,7 @@ def _av_jobs(
             "audio_outputs": audio_outputs,
             "frames_output": frames_output,
             "fps": fps,
+            "places": places,
         }
         outputs = (*audio_outputs.values(), frames_output)
         jobs.append(ClipJob(clip, outputs, prepare_av_clip, kwargs))
@@ -303,7 +339,12 @@ def plan_cremad(raw: Path, out: Path, fps: float, recipes: list[str]) -> list[Cl
         clips.update(dict.fromkeys(clip for clip, _ in entries))
     wavs = _index_files(raw / "AudioWAV", [".wav"])
     videos = _index_files(raw / "VideoFlash", VIDEO_SUFFIXES)
-    return _av_jobs(list(clips), raw, base, wavs, videos, recipes, fps)
+    places = RawPlaces(
+        wav=f"{raw / 'AudioWAV'}/<clip>.wav",
+        video=f"{raw / 'VideoFlash'}/{VIDEO_NAMES}",
+        frames=" or ".join(f"{raw / folder}/<clip>/" for folder in FRAME_FOLDERS),
+    )
+    return _av_jobs(list(clips), raw, base, wavs, videos, recipes, fps, places)
 
 
 def plan_kinetics_sounds(raw: Path, out: Path, fps: float) -> list[ClipJob]:
@@ -329,24 +370,27 @@ def plan_kinetics_sounds(raw: Path, out: Path, fps: float) -> list[ClipJob]:
         **_index_files(raw / "video", VIDEO_SUFFIXES),
         **_index_files(raw / "videos", VIDEO_SUFFIXES),
     }
-    return _av_jobs(list(clips), raw, base, wavs, videos, ["fbank"], fps)
+    places = RawPlaces(
+        wav=f"{raw / 'audio'}/**/<clip>.wav",
+        video=f"{raw / 'video'}/**/{VIDEO_NAMES} or {raw / 'videos'}/**/{VIDEO_NAMES}",
+        frames=" or ".join(f"{raw / folder}/<clip>/" for folder in FRAME_FOLDERS),
+    )
+    return _av_jobs(list(clips), raw, base, wavs, videos, ["fbank"], fps, places)
 
 
 def plan_modelnet40(raw: Path, out: Path) -> list[ClipJob]:
     base = out / "modelnet40"
-    views = (0, 6)
     jobs = []
     for name in modelnet40.CLASS_NAMES:
         for split in modelnet40.SPLITS:
             folder = raw / name / split
             if not folder.is_dir():
                 continue
-            objects = sorted({p.name.split(".obj.")[0] for p in folder.glob("*.obj.*.png")})
-            for obj in objects:
+            for obj, files in modelnet40.group_renderings(folder).items():
                 pairs = [
-                    (modelnet40.view_file(folder, obj, v),
+                    (modelnet40.expected_view(folder, obj, files, v),
                      modelnet40.view_file(base / name / split, obj, v))
-                    for v in views
+                    for v in PREPARED_VIEWS
                 ]  # fmt: skip
                 outputs = tuple(target for _, target in pairs)
                 jobs.append(
@@ -354,9 +398,9 @@ def plan_modelnet40(raw: Path, out: Path) -> list[ClipJob]:
                 )
     if not jobs:
         raise RawDataError(
-            f"modelnet40: no renderings found under {raw}: expected "
-            f"{raw}/<class>/<train|test>/<obj>.obj.<view>.png with class folders such as "
-            f"{modelnet40.CLASS_NAMES[0]}/"
+            f"modelnet40: no renderings found under {raw}: expected the MVCNN 12-view layout "
+            f"{raw}/<class>/<train|test>/<obj>.obj.shaded_v001.png ... shaded_v012.png (or "
+            f"<obj>.obj.<view>.png) with class folders such as {modelnet40.CLASS_NAMES[0]}/"
         )
     return jobs
 

@@ -81,20 +81,31 @@ def write_raw_cremad(
     return splits
 
 
+def modelnet40_view_name(obj: str, view: int) -> str:
+    """The MVCNN 12-view release's file name of view ``view`` (0-based) of ``obj``."""
+    return f"{obj}.obj.shaded_v{view + 1:03d}.png"
+
+
 def write_raw_modelnet40(
     raw: Path, classes: Sequence[str], train_per_class: int, test_per_class: int, size: int = 40
 ) -> list[str]:
-    """ModelNet40 12-view layout ``<class>/<split>/<obj>.obj.<view>.png``; returns objects."""
+    """MVCNN 12-view layout ``<class>/<split>/<class>_<NNNN>.obj.shaded_v001.png ... v012``.
+
+    Objects are numbered per class from 0001, train first then test (as in ModelNet40).
+    Returns ``<class>/<split>/<obj>`` per object.
+    """
     objects = []
     for name in classes:
+        number = 0
         for split, count in (("train", train_per_class), ("test", test_per_class)):
-            for j in range(count):
-                obj = f"{name}_{split}_{j:04d}"
-                folder = raw / name / split
-                folder.mkdir(parents=True, exist_ok=True)
+            folder = raw / name / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(count):
+                number += 1
+                obj = f"{name}_{number:04d}"
                 for view in range(12):
                     level = view_level(view)
                     image = Image.new("RGB", (size, size), (level, level, level))
-                    image.save(folder / f"{obj}.obj.{view}.png")
+                    image.save(folder / modelnet40_view_name(obj, view))
                 objects.append(f"{name}/{split}/{obj}")
     return objects
