@@ -11,13 +11,21 @@ import torch
 
 from mmbench.data.cgmnist import PALETTE, build_full, build_mini, read_idx
 
+CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465])  # PMR dataset/CGMNIST.py
+CIFAR_STD = torch.tensor([0.2023, 0.1994, 0.2010])
+
+
+def unnormalised_colour(split) -> torch.Tensor:
+    """The colour view back in [0, 1]: x * std + mean per channel."""
+    return split.tensors["color"] * CIFAR_STD[:, None, None] + CIFAR_MEAN[:, None, None]
+
 
 def stroke_colours(split) -> np.ndarray:
     """Each image's colour vector, read at its brightest stroke pixel (colour / intensity)."""
     intensity = (split.tensors["gray"] * 0.3081 + 0.1307).flatten(1)
     pixel = intensity.argmax(1)
     rows = torch.arange(len(pixel))
-    rgb = split.tensors["color"].flatten(2)[rows, :, pixel] / intensity[rows, pixel, None]
+    rgb = unnormalised_colour(split).flatten(2)[rows, :, pixel] / intensity[rows, pixel, None]
     return rgb.numpy()
 
 
@@ -52,7 +60,20 @@ def test_mini_colour_jitter_has_the_configured_variance(mini) -> None:
     rgb = stroke_colours(mini.train)
     centre = PALETTE[mini.train.labels.numpy()]
     inside = (centre > 0.2) & (centre < 0.8)  # channels where clipping to [0, 1] is rare
-    assert np.var((rgb - centre)[inside]) == pytest.approx(0.02, rel=0.15)
+    assert np.var((rgb - centre)[inside]) == pytest.approx(0.03, rel=0.15)  # PMR's 0.030 file
+
+
+def test_colour_view_is_cifar10_normalised_on_a_black_background(mini) -> None:
+    """PMR dataset/CGMNIST.py: ToTensor then Normalize(CIFAR-10 mean, std) on the colour view."""
+    colour = unnormalised_colour(mini.train)
+    assert colour.min() >= -1e-5 and colour.max() <= 1 + 1e-5
+    background = (mini.train.tensors["gray"] * 0.3081 + 0.1307) < 1e-6  # MNIST value 0
+    corner = mini.train.tensors["color"][:, :, 0, 0]  # MNIST corners are blank
+    assert background[:, 0, 0, 0].all()
+    assert torch.allclose(corner, (-CIFAR_MEAN / CIFAR_STD).expand_as(corner), atol=1e-6)
+    # the stored image is uint8, as the published file: the view sits on the 1/255 grid
+    steps = colour * 255
+    assert torch.allclose(steps, steps.round(), atol=1e-3)
 
 
 def test_mini_is_deterministic_and_seeded(mini) -> None:
@@ -109,22 +130,82 @@ def test_truncated_idx_is_reported(tmp_path: Path) -> None:
         read_idx(path)
 
 
+def published_npy(path: Path, arrays: dict, seed: int = 1) -> dict:
+    """A file in the published layout: np.save of a dict, uint8 (N, 28, 28, 3) images."""
+    rng = np.random.default_rng(seed)
+    n_train, n_test = len(arrays["train-labels-idx1-ubyte"]), len(arrays["t10k-labels-idx1-ubyte"])
+    colored = {
+        "train_image": rng.integers(0, 256, (n_train, 28, 28, 3)).astype(np.uint8),
+        "train_label": arrays["train-labels-idx1-ubyte"].astype(np.int64),
+        "test_image": rng.integers(0, 256, (n_test, 28, 28, 3)).astype(np.uint8),
+        "test_label": arrays["t10k-labels-idx1-ubyte"].astype(np.int64),
+    }
+    np.save(path, colored, allow_pickle=True)
+    return colored
+
+
 def test_published_colored_npy_is_paired_by_index(tmp_path: Path) -> None:
     arrays = fake_mnist(tmp_path)
-    rng = np.random.default_rng(1)
-    colored = {
-        "train_image": rng.integers(0, 256, (200, 28, 28, 3)).astype(np.uint8),
-        "train_label": arrays["train-labels-idx1-ubyte"],
-        "test_image": rng.integers(0, 256, (50, 28, 28, 3)).astype(np.uint8),
-        "test_label": arrays["t10k-labels-idx1-ubyte"],
-    }
-    npy = tmp_path / "mnist_10color_jitter_var_0.020.npy"
-    np.save(npy, colored, allow_pickle=True)
+    npy = tmp_path / "mnist_10color_jitter_var_0.030.npy"
+    colored = published_npy(npy, arrays)
     splits = build_full(str(tmp_path), val_per_class=3, colored_npy=str(npy))
     assert splits.test.tensors["color"].shape == (50, 3, 28, 28)
-    expected = colored["test_image"][7].transpose(2, 0, 1) / 255.0
-    assert np.allclose(splits.test.tensors["color"][7].numpy(), expected, atol=1e-6)
+    image = torch.from_numpy(colored["test_image"][7].transpose(2, 0, 1) / 255.0).float()
+    expected = (image - CIFAR_MEAN[:, None, None]) / CIFAR_STD[:, None, None]
+    assert torch.allclose(splits.test.tensors["color"][7], expected, atol=1e-5)
     colored["test_label"] = (colored["test_label"] + 1) % 10
     np.save(npy, colored, allow_pickle=True)
     with pytest.raises(ValueError, match="do not match"):
         build_full(str(tmp_path), val_per_class=3, colored_npy=str(npy))
+
+
+def test_auto_uses_the_published_file_under_root_when_present(tmp_path: Path) -> None:
+    arrays = fake_mnist(tmp_path)
+    built = build_full(str(tmp_path), val_per_class=0, colored_npy="auto")
+    assert built.val is None and len(built.train) == 200  # no file: coloured here, all train
+    here = build_full(str(tmp_path), val_per_class=0, colored_npy=None)
+    assert torch.equal(built.test.tensors["color"], here.test.tensors["color"])
+    colored = published_npy(tmp_path / "mnist_10color_jitter_var_0.030.npy", arrays)
+    used = build_full(str(tmp_path), val_per_class=0, colored_npy="auto")
+    image = torch.from_numpy(colored["train_image"][5].transpose(2, 0, 1) / 255.0).float()
+    expected = (image - CIFAR_MEAN[:, None, None]) / CIFAR_STD[:, None, None]
+    assert torch.allclose(used.train.tensors["color"][5], expected, atol=1e-5)
+    # the variance picks the file, as learning-not-to-learn data_loader.py names it
+    other = build_full(str(tmp_path), jitter_var=0.02, val_per_class=0, colored_npy="auto")
+    assert not torch.allclose(other.train.tensors["color"][5], expected, atol=1e-5)
+
+
+def test_published_file_with_another_variance_is_refused(tmp_path: Path) -> None:
+    arrays = fake_mnist(tmp_path)
+    npy = tmp_path / "mnist_10color_jitter_var_0.020.npy"
+    published_npy(npy, arrays)
+    with pytest.raises(ValueError, match="dataset.build.jitter_var=0.02"):
+        build_full(str(tmp_path), jitter_var=0.03, colored_npy=str(npy))
+
+
+def test_published_file_in_another_layout_is_refused(tmp_path: Path) -> None:
+    arrays = fake_mnist(tmp_path)
+    npy = tmp_path / "mnist_10color_jitter_var_0.030.npy"
+    colored = published_npy(npy, arrays)
+    colored["train_image"] = colored["train_image"].transpose(0, 3, 1, 2) / 255.0
+    np.save(npy, colored, allow_pickle=True)
+    with pytest.raises(ValueError, match=r"uint8 \[N, 28, 28, 3\]"):
+        build_full(str(tmp_path), colored_npy=str(npy))
+
+
+@pytest.mark.parametrize(
+    "experiment", ["paper_cgmnist", "paper_cremad", "paper_kinetics_sounds", "paper_modelnet40"]
+)
+def test_paper_presets_train_on_the_whole_training_set(compose_cfg, experiment: str) -> None:
+    cfg = compose_cfg([f"experiment={experiment}"])
+    assert cfg.dataset.build.val_per_class == 0
+
+
+def test_paper_cgmnist_is_the_literature_construction(compose_cfg) -> None:
+    cfg = compose_cfg(["experiment=paper_cgmnist"])
+    assert cfg.dataset.build.jitter_var == pytest.approx(0.03)
+    assert cfg.dataset.build.colored_npy == "auto"
+    assert cfg.backbone.factory._target_.endswith("DigitConvNetBackbone")
+    mini = compose_cfg(["experiment=bench"])
+    assert mini.dataset.build.jitter_var == pytest.approx(0.03)
+    assert mini.backbone.name == "convnet"

