@@ -13,6 +13,7 @@ commands:
   train [hydra overrides...]         one run, or a sweep with -m/--multirun
   collect DIR... --name NAME [--allow-mixed]
                                      run/multirun dirs -> outputs/leaderboards/NAME/
+                                     (every differing config key is an axis)
   bench-speed [--out CSV]            step cost per strategy -> outputs/benchmarks/step_cost.csv
   prepare DATASET --raw RAW --out DIR  raw dataset files -> the prepared layout (once)
   bench-data [--out CSV]             loader throughput -> outputs/benchmarks/data_throughput.csv
@@ -33,7 +34,9 @@ def collect(argv: list[str]) -> int:
     parser.add_argument(
         "--allow-mixed",
         action="store_true",
-        help="pool runs of different code revisions or configurations in one cell",
+        help="pool runs of the same settings that differ only in code revision (or repeat a "
+        "seed, or lack .hydra/config.yaml) in one cell; runs of different settings are never "
+        "pooled: every config key in which runs differ is a leaderboard axis",
     )
     parser.add_argument(
         "--smooth", type=int, default=5, help="moving-average width of the cosine plot"

@@ -6,6 +6,9 @@
   over training (MMPareto's Figure 1(a) view), one panel per dataset x encoder, one line per
   strategy: each run's cosine is smoothed by a trailing moving average over ``smooth``
   logged steps, then averaged over seeds at each step; the band is mean ± std over seeds.
+
+A bar or line is one value of the row axes: the strategy, then any other varying axis
+(``mmpareto / film / gamma=1.5``: setting axes by their short name, absent ones omitted).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from mmbench import sweep_axes
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +47,23 @@ def save_png(figure: Figure, path: Path) -> Path:
     return path
 
 
+def run_label(run: pd.Series, rows: Sequence[str]) -> str:
+    """A run's row axes joined by ' / ': named axes by value, setting axes (dotted keys) as
+    ``<short name>=<value>``, absent ones left out (``mmpareto / film / gamma=1.5``)."""
+    names = sweep_axes.short_names([r for r in rows if "." in r])
+    parts = []
+    for row in rows:
+        value = sweep_axes.display(run[row])
+        if row not in names:
+            parts.append(value)
+        elif value != sweep_axes.ABSENT:
+            parts.append(f"{names[row]}={value}")
+    return " / ".join(parts)
+
+
 def run_labels(frame: pd.DataFrame, rows: Sequence[str]) -> pd.Series:
-    """Legend label of each run: its row axes joined by ' / ' (e.g. ``mmpareto / film``)."""
-    return frame[list(rows)].astype(str).agg(" / ".join, axis=1)
+    """Legend label of each run (:func:`run_label`)."""
+    return frame.apply(lambda run: run_label(run, rows), axis=1).astype(str)
 
 
 def moving_average(values: Sequence[float], width: int) -> np.ndarray:
@@ -107,7 +126,7 @@ def load_telemetry(frame: pd.DataFrame, rows: Sequence[str] = ("strategy",)) -> 
         if tele.empty:
             continue
         tele["dataset"] = run["dataset"]
-        tele["label"] = " / ".join(str(run[r]) for r in rows)
+        tele["label"] = run_label(run, rows)
         tele["run_dir"] = run["run_dir"]
         parts.append(tele)
     columns = ["step", "encoder", "cos", "dataset", "label", "run_dir"]

@@ -1,9 +1,13 @@
 """Run directories -> a tidy frame (one row per run) -> leaderboards, comparison and plots.
 
-Leaderboard rows are strategies (plus any other config axis that varies), columns are
-dataset x metric, cells mean ± std over seeds with n. Every metric column names its
-evaluation protocol (paper / val / last). A leaderboard cell pools only runs of one code
-revision and one configuration (seed aside) unless ``allow_mixed`` is given. A run whose
+Leaderboard rows are strategies plus every other axis that varies: a named axis (the
+config group chosen: backbone, fusion, optim) or a setting axis (a config key, by its dotted
+name, in which runs of one group choice differ: a swept ``strategy.method.gamma``, a
+default ``optim.optimizer.lr`` changed between two sweeps; see :mod:`mmbench.sweep_axes`).
+Columns are dataset x metric, cells mean ± std over seeds with n. Every metric column names
+its evaluation protocol (paper / val / last). Runs of different settings are therefore never
+pooled as seeds; a cell pools runs of one code revision, each seed once, unless
+``allow_mixed`` is given (different revisions of the same settings). A run whose
 ``metrics.json`` cannot be read is listed as ``unreadable`` (with its path) and the others
 are collected; a protocol a run cannot have (val without a val split) is shown as such
 ("no val split"), never as a number.
@@ -23,7 +27,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from mmbench import plots, stats
+from mmbench import plots, stats, sweep_axes
 from mmbench.utils import atomic
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ RUN_COLUMNS = [
     "unimodal_heads_trained",
     "device",
     "unavailable_protocols",
+    "config_recorded",
 ]
 # Trainer knobs that change neither the numbers nor their meaning (resume, loader workers).
 IGNORED_SETUP_KEYS = {
@@ -68,16 +73,17 @@ NO_VAL_SPLIT = "no val split"
 
 
 class MixedRunsError(ValueError):
-    """Runs of different code revisions or configurations would share a leaderboard cell."""
+    """Runs of different code revisions (or a seed twice) would share a leaderboard cell."""
 
     def __init__(self, problems: list[str], command: str) -> None:
         self.problems = problems
         self.command = command
         super().__init__(
-            "refusing to pool runs that differ in code revision or configuration:\n"
+            "refusing to pool runs of one setting that differ in code revision, repeat a "
+            "seed or lack .hydra/config.yaml:\n"
             + "\n".join(f"  - {p}" for p in problems)
-            + "\nCollect those runs separately, or pool them anyway with --allow-mixed:\n  "
-            + command
+            + "\nCollect those runs separately, or pool them anyway with --allow-mixed "
+            "(runs of different settings are never pooled: they are separate rows):\n  " + command
         )
 
 
@@ -121,7 +127,7 @@ def run_setup(run_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
 
     From ``.hydra/config.yaml`` (the config axes and ``trainer``, unresolved so that
     machine-specific paths do not count; ``IGNORED_SETUP_KEYS`` dropped); without that file,
-    the ``epochs`` recorded in ``metrics.json``.
+    only ``trainer.epochs``, from the ``epochs`` recorded in ``metrics.json``.
     """
     config = run_dir / ".hydra" / "config.yaml"
     if config.is_file():
@@ -129,7 +135,7 @@ def run_setup(run_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
         node = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [*AXES, "trainer"]))
         flat = _flatten(node)
         return {k: v for k, v in flat.items() if k not in IGNORED_SETUP_KEYS}
-    return {"epochs": data.get("epochs")}
+    return {"trainer.epochs": data.get("epochs")}
 
 
 def identity_from_hydra(run_dir: Path) -> dict[str, Any]:
@@ -200,6 +206,7 @@ def flatten_run(run_dir: Path) -> dict[str, Any]:
     row["unavailable_protocols"] = "; ".join(f"{p}: {r}" for p, r in unavailable.items())
     for protocol in unavailable:
         row.update({f"{protocol}_acc": None, f"{protocol}_map": None})
+    row["config_recorded"] = (run_dir / ".hydra" / "config.yaml").is_file()
     setup = json.dumps(run_setup(run_dir, data), sort_keys=True, default=str)
     row["setup"] = setup
     row["setup_hash"] = hashlib.sha1(setup.encode()).hexdigest()[:12]
@@ -225,7 +232,11 @@ def load_runs(paths: Iterable[Path]) -> pd.DataFrame:
         raise FileNotFoundError(
             f"no run directories (with metrics.json) under {[str(p) for p in paths]}"
         )
-    return pd.DataFrame([flatten_run(r) for r in runs]).sort_values(
+    frame = pd.DataFrame([flatten_run(r) for r in runs])
+    keys = setting_axes(frame)
+    columns = sweep_axes.axis_columns([json.loads(x) for x in frame["setup"]], keys)
+    frame = pd.concat([frame, columns.set_axis(frame.index)], axis=1)
+    return frame.sort_values(
         ["dataset", "strategy", "seed", "run_dir"], na_position="last", ignore_index=True
     )
 
@@ -236,15 +247,44 @@ def identified(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["dataset"].notna()]
 
 
+def setting_axes(frame: pd.DataFrame) -> list[str]:
+    """The config keys in which identified runs of one group choice differ (any status)."""
+    known = identified(frame)
+    if known.empty or "setup" not in known:
+        return []
+    recorded = known["config_recorded"] if "config_recorded" in known else [True] * len(known)
+    return sweep_axes.setting_axes(
+        [json.loads(x) for x in known["setup"]],
+        known[[a for a in AXES if a in known]],
+        [bool(r) for r in recorded],
+        order=[*AXES, "trainer"],
+    )
+
+
 def row_axes(frame: pd.DataFrame) -> list[str]:
-    """Strategy plus every other axis (but dataset) that takes several values."""
+    """Strategy, every other named axis (but dataset) that takes several values, then every
+    setting axis (dotted config key)."""
     known = identified(frame)
     varying = [
         a
         for a in AXES
         if a not in ("dataset", "strategy") and a in known and known[a].nunique(dropna=False) > 1
     ]
-    return ["strategy", *varying]
+    return ["strategy", *varying, *[k for k in setting_axes(frame) if k in frame]]
+
+
+def headers(frame: pd.DataFrame) -> dict[str, str]:
+    """Markdown header of every row axis: named axes as they are, setting axes by their
+    shortest unambiguous dotted suffix (``strategy.method.gamma`` -> ``gamma``)."""
+    rows = row_axes(frame)
+    dotted = [r for r in rows if "." in r]
+    reserved = {*AXES, "seed", "n", "metric", "baseline", "n pairs"}
+    return {r: r for r in rows if r not in dotted} | sweep_axes.short_names(dotted, reserved)
+
+
+def strategy_axes(frame: pd.DataFrame) -> list[str]:
+    """Setting axes of the strategy group: a strategy's own knobs (e.g. its gamma)."""
+    return [r for r in row_axes(frame) if r.startswith("strategy.")]
 
 
 def cell_keys(frame: pd.DataFrame) -> list[str]:
@@ -283,7 +323,7 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def _describe_cell(key: Sequence[Any], names: Sequence[str]) -> str:
-    return ", ".join(f"{n}={k}" for n, k in zip(names, key, strict=True))
+    return ", ".join(f"{n}={sweep_axes.display(k)}" for n, k in zip(names, key, strict=True))
 
 
 def _seeds(group: pd.DataFrame) -> str:
@@ -292,10 +332,12 @@ def _seeds(group: pd.DataFrame) -> str:
 
 
 def mixing_problems(frame: pd.DataFrame) -> list[str]:
-    """Why completed runs sharing a leaderboard cell must not be pooled (empty: they may).
+    """Why completed runs sharing a leaderboard cell should not be pooled (empty: they may).
 
     A cell must hold one code revision (``<sha>``, ``<sha>-dirty`` and ``unknown`` are all
-    distinct), one configuration apart from the seed (``setup``), and each seed once.
+    distinct), each seed once, and runs whose settings are all known (a run without
+    ``.hydra/config.yaml`` records only its epochs). Runs of different settings never share
+    a cell (every differing config key is an axis), so ``allow_mixed`` can only pool these.
     Failed and interrupted runs are only counted, never pooled, so they are not checked.
     """
     keys = cell_keys(frame)
@@ -309,15 +351,12 @@ def mixing_problems(frame: pd.DataFrame) -> list[str]:
                 for rev, g in group.groupby("git_rev", sort=True)
             )
             problems.append(f"{cell}: runs of different code revisions (git_rev): {revs}")
-        setups = [json.loads(s) for s in group["setup"]]
-        for name in sorted({k for s in setups for k in s}):
-            values = pd.Series([json.dumps(s.get(name, "<absent>")) for s in setups])
-            if values.nunique() > 1:
-                detail = "; ".join(
-                    f"{value} ({_seeds(group[(values == value).to_numpy()])})"
-                    for value in sorted(values.unique())
-                )
-                problems.append(f"{cell}: config {name} differs: {detail}")
+        unknown = group[~group["config_recorded"].astype(bool)]
+        if 0 < len(unknown) < len(group):
+            problems.append(
+                f"{cell}: settings unknown (no .hydra/config.yaml, only epochs compared) for "
+                f"{_seeds(unknown)}: {', '.join(unknown['run_dir'])}"
+            )
         repeated = group[group.duplicated("seed", keep=False)]
         for seed, g in repeated.groupby("seed"):
             dirs = ", ".join(g["run_dir"])
@@ -349,7 +388,7 @@ def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
     """
     keys = cell_keys(frame)
     records = []
-    for key, group in identified(frame).groupby(keys, dropna=False, sort=True):
+    for key, group in identified(frame).groupby(keys, dropna=False, sort=False):
         finished = group[group["status"] == "completed"]
         record = dict(zip(keys, key, strict=True))
         record["n"] = len(finished)
@@ -366,7 +405,7 @@ def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
             record[f"{metric}_mean"] = values.mean() if len(values) else np.nan
             record[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
         records.append(record)
-    return pd.DataFrame(records)
+    return sweep_axes.sort_rows(pd.DataFrame(records), keys) if records else pd.DataFrame()
 
 
 def wide(board: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -377,12 +416,17 @@ def wide(board: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """
     rows = row_axes(frame)
     values = [c for c in board if c not in (*rows, "dataset")]
-    table = board.pivot_table(
-        index=rows, columns="dataset", values=values, aggfunc="first", dropna=False
-    )
-    table.columns = [f"{dataset}/{stat}" for stat, dataset in table.columns]
-    ordered = sorted(table.columns, key=lambda c: (c.split("/")[0], values.index(c.split("/")[1])))
-    return table[ordered].reset_index()
+    datasets = sorted(board["dataset"].dropna().unique()) if len(board) else []
+    records = []
+    for key, group in board.groupby(rows, dropna=False, sort=False):
+        record = dict(zip(rows, key if isinstance(key, tuple) else (key,), strict=True))
+        for dataset in datasets:
+            hit = group[group["dataset"] == dataset]
+            if len(hit):
+                record.update({f"{dataset}/{v}": hit.iloc[0][v] for v in values})
+        records.append(record)
+    columns = rows + [f"{d}/{v}" for d in datasets for v in values]
+    return pd.DataFrame(records).reindex(columns=columns)
 
 
 LABELS = {"acc": "acc", "map": "MAP"}
@@ -471,19 +515,20 @@ def _count(rec: pd.Series) -> str:
 def _table(board: pd.DataFrame, frame: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     """One Markdown table: rows = row axes, columns = dataset x (n, metrics)."""
     rows = row_axes(frame)
+    names = headers(frame)
     datasets = sorted(board["dataset"].dropna().unique())
     best: dict[tuple[str, str], pd.Series] = {}
     for d in datasets:
         part = board[board["dataset"] == d]
         for m in metrics:
             best[(d, m)] = _best_mask(part, m)
-    header = [*rows]
+    header = [names[r] for r in rows]
     for d in datasets:
         header += [f"{d} · n"] + [f"{d} · {label(m)}" for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key, group in board.groupby(rows, dropna=False, sort=True):
+    for key, group in board.groupby(rows, dropna=False, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        cells = [str(k) for k in key]
+        cells = [sweep_axes.display(k) for k in key]
         for d in datasets:
             hit = group[group["dataset"] == d]
             if hit.empty:
@@ -510,6 +555,12 @@ def _interval(low: float, high: float) -> str:
     return f"[{low * 100:+.2f}, {high * 100:+.2f}]"
 
 
+def _mdd(rec: pd.Series) -> str:
+    if int(rec["n_pairs"]) < 2:
+        return "n < 2"
+    return "—" if pd.isna(rec["mdd"]) else f"{rec['mdd'] * 100:.2f}"
+
+
 def comparison_markdown(comparison: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
     """The paired-comparison section (accuracy of each protocol), differences in points."""
     lines = [f"## Paired comparison against `{BASELINE}` (matched seeds)", ""]
@@ -520,16 +571,20 @@ def comparison_markdown(comparison: pd.DataFrame, frame: pd.DataFrame) -> list[s
             "nothing to compare."
         )
         return lines
-    group = [c for c in cell_keys(frame) if c != "strategy"]
-    header = [
-        *group,
-        "strategy",
+    names = headers(frame)
+    knobs = strategy_axes(frame)
+    group = [c for c in cell_keys(frame) if c != "strategy" and c not in knobs]
+    theirs = [stats.baseline_column(k) for k in knobs if stats.baseline_column(k) in shown]
+    header = [names.get(c, c) for c in group] + ["strategy"] + [names[k] for k in knobs]
+    header += ["baseline"] * bool(theirs)
+    header += [
         "metric",
         "n pairs",
         "Δ mean ± std (points)",
         "95% t CI",
         "95% bootstrap CI",
         "p (paired t)",
+        "MDD (points)",
     ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, rec in shown.iterrows():
@@ -537,16 +592,30 @@ def comparison_markdown(comparison: pd.DataFrame, frame: pd.DataFrame) -> list[s
         if not pd.isna(rec["std_diff"]):
             mean += f" ± {rec['std_diff'] * 100:.2f}"
         p = "—" if pd.isna(rec["p_value"]) else f"{rec['p_value']:.3g}"
-        cells = [str(rec[c]) for c in group] + [rec["strategy"], label(rec["metric"])]
+        cells = [sweep_axes.display(rec[c]) for c in group] + [rec["strategy"]]
+        cells += [sweep_axes.display(rec[k]) for k in knobs]
+        if theirs:
+            variant = sweep_axes.describe({k: rec[stats.baseline_column(k)] for k in knobs}, names)
+            cells.append(f"{BASELINE} ({variant})" if variant else BASELINE)
+        cells.append(label(rec["metric"]))
         cells += [str(int(rec["n_pairs"])), mean, _interval(rec["t_low"], rec["t_high"])]
-        cells += [_interval(rec["boot_low"], rec["boot_high"]), p]
+        cells += [_interval(rec["boot_low"], rec["boot_high"]), p, _mdd(rec)]
         lines.append("| " + " | ".join(cells) + " |")
+    knob_text = (
+        f" The strategy's own knobs ({', '.join(names[k] for k in knobs)}) are not matched: "
+        f"every value is compared with the same `{BASELINE}` runs."
+        if knobs
+        else ""
+    )
     lines += [
         "",
-        f"Δ = strategy − {BASELINE} on the same dataset, axes and seed, in accuracy points; "
-        "t CI: paired t interval; bootstrap CI: percentile bootstrap of the mean difference "
-        "(10,000 resamples, seed 0); p: two-sided paired t-test. All pairs and MAP are in "
-        "comparison.csv.",
+        f"Δ = strategy − {BASELINE} on the same dataset, seed and values of every other axis, "
+        f"in accuracy points.{knob_text} t CI: paired t interval; bootstrap CI: percentile "
+        "bootstrap of the mean difference (10,000 resamples, seed 0); p: two-sided paired "
+        f"t-test; MDD: the smallest true Δ this test (α 0.05, two-sided) detects with "
+        f"{stats.MDD_POWER:.0%} power at the observed std and n pairs (noncentral t): a "
+        "non-significant Δ with an MDD above the difference that matters means too few "
+        "seeds, not equal ('n < 2': undefined). All pairs and MAP are in comparison.csv.",
     ]
     return lines
 
@@ -587,6 +656,10 @@ def markdown(
     lines += [
         "## Notes",
         "",
+        "Rows: strategy and every other axis that varies (named axes, and config keys in "
+        "which runs of one group choice differ, headed by their last dotted component; '—': "
+        "the run has no such key, e.g. gamma of uniform); runs of different settings are "
+        "never pooled. "
         "Accuracy, MAP and conflict rate in %, mean ± std (sample std) over seeds; n = "
         "completed runs; failed, interrupted, missing (no metrics.json: killed or still "
         "running) and unreadable (corrupt metrics.json) runs are counted beside n and never "
@@ -604,24 +677,29 @@ def markdown(
 def comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Paired comparison of every strategy against ``BASELINE`` (acc and MAP, each protocol).
 
-    Pairs match on dataset, every other axis, the seed, and the configuration outside the
-    ``strategy`` group (so runs with e.g. different epochs are never paired).
+    Pairs match on the seed and on the values of every axis but the strategy's own: dataset,
+    the other named axes and every setting axis outside ``strategy.*``. A strategy's own
+    knobs (``strategy.*`` setting axes, e.g. ``strategy.method.gamma``) are not matched:
+    each of their values is a row, compared with the same baseline runs (which have no such
+    key). A baseline knob that varies makes each baseline value a separate baseline
+    (``baseline[<key>]`` columns). Since every differing config key is an axis, runs of
+    different settings outside the strategy (e.g. other epochs or lr) are never paired.
     """
-    done = frame[frame["status"] == "completed"].copy()
-    done["base_setup"] = [
-        json.dumps({k: v for k, v in json.loads(s).items() if not k.startswith("strategy.")})
-        for s in done["setup"]
-    ]
-    group = [c for c in cell_keys(frame) if c != "strategy"]
+    done = identified(frame[frame["status"] == "completed"])
+    knobs = strategy_axes(frame)
+    group = [c for c in cell_keys(frame) if c != "strategy" and c not in knobs]
     metrics = [f"{p}_{m}" for p in PROTOCOLS for m in ("acc", "map")]
     comparison = stats.compare_to_baseline(
-        done.assign(match=done["seed"].astype(str) + "|" + done["base_setup"]),
-        metrics,
-        group,
-        seed_key="match",
-        baseline=BASELINE,
+        done, metrics, group, seed_key="seed", baseline=BASELINE, variant=knobs
     )
-    return comparison
+    unused = [stats.baseline_column(k) for k in knobs]
+    unused = [c for c in unused if comparison[c].isna().all()]
+    comparison = comparison.drop(columns=unused)
+    if comparison.empty:
+        return comparison
+    comparison["order"] = comparison["metric"].map(metrics.index)
+    keys = ["order", *group, "strategy", *knobs]
+    return sweep_axes.sort_rows(comparison, keys).drop(columns="order")
 
 
 def write_leaderboard(
@@ -636,8 +714,9 @@ def write_leaderboard(
 
     Writes runs.csv, leaderboard.csv, comparison.csv, leaderboard.md and (``plot``)
     plots/*.png, the cosine curves smoothed over ``smooth`` logged steps.
-    Raises :class:`MixedRunsError` when a cell would pool different revisions or
-    configurations, unless ``allow_mixed``.
+    Every config key in which runs differ is a row axis, so runs of different settings are
+    never pooled. Raises :class:`MixedRunsError` when a cell would pool different code
+    revisions, a seed twice or runs without a recorded config, unless ``allow_mixed``.
     """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"leaderboard name {name!r}: use a plain folder name like 'bench'")
