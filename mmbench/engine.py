@@ -5,6 +5,11 @@ the config. Each epoch it evaluates val and test, appends to ``history.csv`` and
 ``telemetry.csv`` and saves ``checkpoint.pt`` (all atomically); ``metrics.json`` is the
 final summary with the three evaluation protocols (paper / val / last); a protocol that
 cannot apply (val without a val split) is null there and named in ``unavailable_protocols``.
+
+It also reports to an experiment logger (:class:`mmbench.loggers.base.ExperimentLogger`,
+whichever backends ``logger=`` chose): per logged step (``trainer.telemetry_every``) the
+step's losses and gradient telemetry at that step, per epoch the history row at the number
+of steps done; and shows progress (:mod:`mmbench.progress`, ``trainer.progress``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from mmbench import metrics
+from mmbench.loggers.base import ExperimentLogger
+from mmbench.loggers.group import LoggerGroup
 from mmbench.models.multimodal import MultimodalClassifier
+from mmbench.progress import EpochProgress
 from mmbench.run_integrity import CHECKPOINT, load_checkpoint
 from mmbench.strategies.base import GradientStrategy, StepLosses
 from mmbench.utils import atomic
@@ -53,6 +61,9 @@ class TrainerSettings:
     limit_train_batches: int | None = None
     resume: bool = False
     stop_after_epochs: int | None = None
+    progress: str = "off"
+    log_every_s: float = 30.0
+    log_every_n_steps: int | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,8 +142,10 @@ class Engine:
         seed: int,
         run_dir: Path,
         run_info: dict[str, Any],
+        logger: ExperimentLogger | None = None,
     ) -> None:
         self.settings = settings
+        self.logger: ExperimentLogger = logger if logger is not None else LoggerGroup([])
         self.device = resolve_device(settings.device)
         self.model = model.to(self.device)
         if settings.channels_last:
@@ -210,40 +223,76 @@ class Engine:
             outputs = self.model(batch)
         return StepLosses.from_outputs(outputs, batch, epoch)
 
+    def train_steps(self) -> int:
+        """Optimiser steps per epoch: ``ceil(len(train) / batch_size)``, capped by
+        ``trainer.limit_train_batches``."""
+        steps = -(-len(self.splits.train) // self.settings.batch_size)
+        limit = self.settings.limit_train_batches
+        return steps if limit is None else min(steps, limit)
+
+    def log_step(self, losses: StepLosses, stats: Mapping[str, Mapping[str, float]]) -> None:
+        """A logged step's losses and per-encoder telemetry (``telemetry/<encoder>/<key>``)."""
+        values = {"train/loss": losses.fused.item()}
+        values.update({f"train/loss_{m}": losses.unimodal[m].item() for m in self.modalities})
+        for encoder, row in stats.items():
+            values.update(
+                {
+                    f"telemetry/{encoder}/{key}": float(value)
+                    for key, value in row.items()
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                }
+            )
+        self.logger.log_metrics(values, self.step)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         torch.manual_seed(epoch_seed(self.seed, epoch))
         sums = {"loss": 0.0, **{f"loss_{m}": 0.0 for m in self.modalities}}
         count = 0
         every = self.settings.telemetry_every
-        for batch in self.batches("train", epoch):
-            start = time.perf_counter()
-            self.optimizer.zero_grad(set_to_none=True)
-            losses = self.compute_losses(batch, epoch)
-            if not torch.isfinite(losses.fused):
-                raise FloatingPointError(
-                    f"non-finite fused loss at epoch {epoch} step {self.step}; lower optim "
-                    "lr or check the inputs"
-                )
-            stats = self.strategy.backward(
-                self.model, losses, telemetry=every > 0 and self.step % every == 0
-            )
-            self.optimizer.step()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            elapsed = time.perf_counter() - start
-            n = len(losses.labels)
-            self.timing["train_s"] += elapsed
-            self.timing["steps"] += 1
-            self.timing["samples"] += n
-            self.timing["step_ms"].append(1000 * elapsed)
-            for name, s in stats.items():
-                self.telemetry.append({"epoch": epoch, "step": self.step, "encoder": name, **s})
-            sums["loss"] += losses.fused.item() * n
-            for m in self.modalities:
-                sums[f"loss_{m}"] += losses.unimodal[m].item() * n
-            count += n
-            self.step += 1
+        progress = EpochProgress(
+            self.settings.progress,
+            epoch,
+            self.settings.epochs,
+            self.train_steps(),
+            self.settings.log_every_s,
+            self.settings.log_every_n_steps,
+            first_of_run=epoch == self.start_epoch,
+        )
+        try:
+            for batch in self.batches("train", epoch):
+                start = time.perf_counter()
+                self.optimizer.zero_grad(set_to_none=True)
+                losses = self.compute_losses(batch, epoch)
+                if not torch.isfinite(losses.fused):
+                    raise FloatingPointError(
+                        f"non-finite fused loss at epoch {epoch} step {self.step}; lower optim "
+                        "lr or check the inputs"
+                    )
+                logged = every > 0 and self.step % every == 0
+                stats = self.strategy.backward(self.model, losses, telemetry=logged)
+                self.optimizer.step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                elapsed = time.perf_counter() - start
+                n = len(losses.labels)
+                self.timing["train_s"] += elapsed
+                self.timing["steps"] += 1
+                self.timing["samples"] += n
+                self.timing["step_ms"].append(1000 * elapsed)
+                for name, s in stats.items():
+                    self.telemetry.append({"epoch": epoch, "step": self.step, "encoder": name, **s})
+                loss = losses.fused.item()
+                sums["loss"] += loss * n
+                for m in self.modalities:
+                    sums[f"loss_{m}"] += losses.unimodal[m].item() * n
+                count += n
+                if logged:
+                    self.log_step(losses, stats)
+                progress.update(loss, n)
+                self.step += 1
+        finally:
+            progress.close()
         if self.scheduler is not None:
             self.scheduler.step()
         means = {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
@@ -351,6 +400,15 @@ class Engine:
                 "runs.csv and the leaderboard, never as a number)",
                 NO_VAL_SPLIT,
             )
+        log.info(
+            "training on %s: epochs %d-%d of %d, %d steps each (batch %d)",
+            self.device,
+            self.start_epoch + 1,
+            self.settings.epochs,
+            self.settings.epochs,
+            self.train_steps(),
+            self.settings.batch_size,
+        )
         for epoch in range(self.start_epoch, self.settings.epochs):
             t0 = time.perf_counter()
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch)}
@@ -361,6 +419,9 @@ class Engine:
             row["epoch_s"] = time.perf_counter() - t0
             self.history.append(row)
             self.write_progress()
+            self.logger.log_metrics(
+                {f"epoch/{key}": float(value) for key, value in row.items()}, self.step
+            )
             log.info(
                 "epoch %d/%d  loss %.4f  test acc %.4f%s  (%.1fs)",
                 epoch + 1,

@@ -6,6 +6,11 @@ optimise it. Before anything is built the config values are checked
 (:mod:`mmbench.run_integrity`): these errors always stop the job and leave an existing run
 directory byte-identical. In a multirun a job failing later is recorded (``metrics.json``
 with status ``failed``) and the sweep goes on; a single run re-raises.
+
+The experiment logger (``logger=``, :mod:`mmbench.loggers`) is built first in
+:func:`train`, so a chosen backend that is not installed fails at start; it receives the
+composed config as params, the engine's metrics, the run's files as artifacts and the end
+status. In a multirun every log line carries the job's tag (:mod:`mmbench.utils.job_tag`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mmbench import config_checks, run_integrity
+from mmbench import config_checks, progress, run_integrity
 from mmbench.engine import (
     NO_VAL_SPLIT,
     Engine,
@@ -38,15 +43,22 @@ from mmbench.engine import (
     configure_determinism,
     seed_everything,
 )
+from mmbench.loggers.base import ExperimentLogger, flatten
+from mmbench.loggers.group import build_logger
 from mmbench.models.modality import IncompatibleConfigError, ModalitySpec, modality_specs
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.utils import atomic
 from mmbench.utils.cpus import usable_cpus
 from mmbench.utils.host_memory import keep_freed_host_memory
+from mmbench.utils.job_tag import install_job_tag
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 AXES = ("dataset", "backbone", "fusion", "strategy", "optim")
+# trainer knobs that do not change the result: left out of the config hash
+NOT_HASHED = ("resume", "stop_after_epochs", "progress", "log_every_s", "log_every_n_steps")
+# run-directory files reported to the experiment logger as artifacts (when present)
+ARTIFACTS = ("metrics.json", "history.csv", "telemetry.csv", ".hydra/config.yaml")
 
 
 def git_revision() -> str:
@@ -112,7 +124,7 @@ def check_sample_shapes(splits: Any, specs: list[ModalitySpec], dataset: str) ->
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A hash of everything that determines the result (resume knobs excluded).
+    """A hash of everything that determines the result (:data:`NOT_HASHED` excluded).
 
     Hashed unresolved: interpolations (e.g. ``${paths.data_dir}``) count as written, so
     moving the data does not change a run's identity.
@@ -120,7 +132,7 @@ def config_hash(cfg: DictConfig) -> str:
     node = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [*AXES, "trainer", "seed"]), resolve=False
     )
-    for knob in ("resume", "stop_after_epochs"):
+    for knob in NOT_HASHED:
         node["trainer"].pop(knob, None)
     return hashlib.sha1(json.dumps(node, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -179,6 +191,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """
     config_checks.check_config(cfg)
     settings = trainer_settings(cfg)
+    progress.check_settings(settings.progress, settings.log_every_s, settings.log_every_n_steps)
     return run_integrity.admit(run_dir, config_hash(cfg), settings.resume)
 
 
@@ -191,16 +204,80 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return train(cfg, run_dir)
 
 
+def in_multirun() -> bool:
+    """Whether this job is part of a Hydra multirun."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def logged_params(cfg: DictConfig, info: dict[str, Any]) -> dict[str, Any]:
+    """The composed config (resolved, flattened to dotted keys) and the run's identity."""
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    params.update({f"run.{key}": value for key, value in info.items()})
+    return params
+
+
+def protocol_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """``{"paper/acc": ..., "val/map": ...}``: the protocols' numbers in ``summary``."""
+    values = {}
+    for name, result in (summary.get("protocols") or {}).items():
+        for key, value in (result or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values[f"{name}/{key}"] = float(value)
+    return values
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Build dataset, model, strategy, optimiser from the (checked) config and train."""
+    """Build the logger, dataset, model, strategy, optimiser from the (checked) config and
+    train; the logger is closed with the run's status (completed, failed or interrupted)."""
     settings = trainer_settings(cfg)
+    settings = dataclasses.replace(
+        settings, progress=progress.resolve_mode(settings.progress, in_multirun())
+    )
+    info = run_info(cfg)
+    logger = build_logger(cfg.get("logger"), run_dir)
+    try:
+        logger.log_params(logged_params(cfg, info))
+        summary = build_and_fit(cfg, run_dir, settings, info, logger)
+    except BaseException as error:
+        logger.close("interrupted" if type(error).__name__ == "Interrupted" else "failed")
+        raise
+    for name in ARTIFACTS:
+        if (run_dir / name).is_file():
+            logger.log_artifact(run_dir / name)
+    logger.close("completed")
+    return summary
+
+
+def build_and_fit(
+    cfg: DictConfig,
+    run_dir: Path,
+    settings: TrainerSettings,
+    info: dict[str, Any],
+    logger: ExperimentLogger,
+) -> dict[str, Any]:
+    """Build everything, saying what start-up is doing, then fit and write metrics.json."""
     configure_threads(settings.num_threads)
     host_memory_kept = settings.keep_freed_host_memory and keep_freed_host_memory()
     configure_determinism(settings.deterministic)
     seed_everything(int(cfg.seed))
+    log.info(
+        "building model (%s backbone, %s fusion) and strategy %s ...",
+        cfg.backbone.name,
+        cfg.fusion.name,
+        cfg.strategy.name,
+    )
     model = build_model(cfg)
     strategy = instantiate(cfg.strategy.method)
+    log.info("building dataset %s ...", cfg.dataset.name)
+    data_start = time.perf_counter()
     splits = instantiate(cfg.dataset.build)
+    log.info(
+        "loaded %d train / %s val / %d test samples in %.1f s",
+        len(splits.train),
+        "no" if splits.val is None else len(splits.val),
+        len(splits.test),
+        time.perf_counter() - data_start,
+    )
     check_sample_shapes(splits, model.modalities, str(cfg.dataset.name))
     params = [*model.parameters(), *strategy.parameters()]
     optimizer = instantiate(cfg.optim.optimizer)(params=params)
@@ -216,7 +293,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         settings,
         int(cfg.seed),
         run_dir,
-        run_info(cfg),
+        info,
+        logger,
     )
     started_at, start = datetime.now(timezone.utc).isoformat(), time.perf_counter()
     summary = engine.fit()
@@ -228,6 +306,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     )
     atomic.write_json(run_dir / "metrics.json", summary)
+    logger.log_metrics(protocol_metrics(summary), engine.step)
     return summary
 
 
@@ -301,7 +380,9 @@ def refuse(cfg: DictConfig, run_dir: Path, hydra_files: run_integrity.HydraFiles
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the sweep metric."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    multirun = in_multirun()
+    if multirun:
+        install_job_tag(run_dir.name)
     hydra_files = run_integrity.HydraFiles(run_dir)
     try:
         if multirun:
