@@ -128,6 +128,17 @@ def to_device(
     return out
 
 
+def head_accuracies(row: dict[str, Any], split: str, trained: bool) -> str:
+    """`` [gray 0.85 color 0.11]``: the unimodal heads' accuracy on ``split`` for the epoch
+    line ("" when the strategy never trains them), so that an encoder that learns shows even
+    while the fused head still leans on a shortcut modality."""
+    prefix = f"{split}_acc_"
+    heads = {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+    if not trained or not heads:
+        return ""
+    return " [" + " ".join(f"{m} {v:.2f}" for m, v in heads.items()) + "]"
+
+
 class Engine:
     """Trains one model with one strategy and writes the run directory."""
 
@@ -423,11 +434,12 @@ class Engine:
                 {f"epoch/{key}": float(value) for key, value in row.items()}, self.step
             )
             log.info(
-                "epoch %d/%d  loss %.4f  test acc %.4f%s  (%.1fs)",
+                "epoch %d/%d  loss %.4f  test acc %.4f%s%s  (%.1fs)",
                 epoch + 1,
                 self.settings.epochs,
                 row["train_loss"],
                 row["test_acc"],
+                head_accuracies(row, "test", self.strategy.trains_unimodal_heads),
                 f"  val acc {row['val_acc']:.4f}" if "val_acc" in row else "",
                 row["epoch_s"],
             )
