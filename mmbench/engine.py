@@ -387,6 +387,7 @@ class Engine:
                 if result is None
             },
             "conflict": metrics.conflict_summary(self.telemetry),
+            "data": {"samples": self.splits.sizes(), "skipped": dict(self.splits.skipped)},
             "timing": {
                 "ms_per_step": float(np.median(step_ms)),
                 "ms_per_step_mean": float(step_ms.mean()),

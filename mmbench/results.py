@@ -219,6 +219,11 @@ def flatten_run(run_dir: Path) -> dict[str, Any]:
         row[f"conflict_steps_{encoder}"] = values.get("steps")
     for key, value in (data.get("timing") or {}).items():
         row[key] = value
+    data_counts = data.get("data") or {}
+    for split, count in (data_counts.get("samples") or {}).items():
+        row[f"n_{split}"] = count
+    for split, count in (data_counts.get("skipped") or {}).items():
+        row[f"skipped_{split}"] = count
     row["peak_memory_mb"] = data.get("peak_memory_mb")
     row["peak_memory_kind"] = data.get("peak_memory_kind")
     return row
@@ -620,6 +625,27 @@ def comparison_markdown(comparison: pd.DataFrame, frame: pd.DataFrame) -> list[s
     return lines
 
 
+def skipped_samples_markdown(frame: pd.DataFrame) -> list[str]:
+    """A section listing runs whose loader skipped samples (missing or broken files), so a
+    shrunken test set is never silent; empty when none did."""
+    columns = [c for c in frame.columns if c.startswith("skipped_")]
+    if not columns:
+        return []
+    counts = frame[columns].fillna(0).astype(int)
+    shrunk = frame[(counts > 0).any(axis=1)]
+    if shrunk.empty:
+        return []
+    lines = ["## Samples skipped by the loaders (missing or broken files; see runs.csv)", ""]
+    for index, rec in shrunk.iterrows():
+        parts = ", ".join(
+            f"{int(counts.at[index, c])} {c.removeprefix('skipped_')}"
+            for c in columns
+            if counts.at[index, c] > 0
+        )
+        lines.append(f"- `{rec['run_dir']}`: {parts}")
+    return lines + [""]
+
+
 def markdown(
     board: pd.DataFrame,
     frame: pd.DataFrame,
@@ -653,6 +679,7 @@ def markdown(
         lines += ["## Unreadable runs (not pooled; delete the file and rerun the job)", ""]
         lines += [f"- `{rec['run_dir']}`: {rec['error']}" for _, rec in unreadable.iterrows()]
         lines += [""]
+    lines += skipped_samples_markdown(frame)
     lines += [
         "## Notes",
         "",

@@ -272,11 +272,16 @@ def build_and_fit(
     data_start = time.perf_counter()
     splits = instantiate(cfg.dataset.build)
     log.info(
-        "loaded %d train / %s val / %d test samples in %.1f s",
+        "loaded %d train / %s val / %d test samples in %.1f s%s",
         len(splits.train),
         "no" if splits.val is None else len(splits.val),
         len(splits.test),
         time.perf_counter() - data_start,
+        "".join(
+            f"; skipped {n} {split} sample(s) (see the warnings above)"
+            for split, n in splits.skipped.items()
+            if n
+        ),
     )
     check_sample_shapes(splits, model.modalities, str(cfg.dataset.name))
     params = [*model.parameters(), *strategy.parameters()]

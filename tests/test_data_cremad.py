@@ -12,6 +12,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from mmbench import results
 from mmbench.data import cremad, prepare
 from mmbench.data.frames import IMAGENET_MEAN, IMAGENET_STD, segment_bounds
 from mmbench.data.prepared_root import PreparedDataMissingError
@@ -67,6 +68,7 @@ def test_counts_labels_shapes(compose_cfg, prepared, caplog) -> None:
     assert broken in caplog.text and "skipped 1 of 6" in caplog.text
     assert len(splits.train) == 6 * TRAIN_PER_CLASS and splits.val is None
     assert len(splits.test) == 6 * TEST_PER_CLASS - 1
+    assert splits.skipped == {"train": 0, "test": 1}
     assert splits.class_names == cremad.CLASS_NAMES
     for record in splits.train.records:
         assert cremad.CLASS_NAMES[record.label] == record.name.split("_")[2]
@@ -158,3 +160,12 @@ def test_fit_one_epoch_on_tiny_cremad(compose_cfg, prepared, tmp_path: Path) -> 
     assert summary["status"] == "completed" and summary["timing"]["steps"] == 2
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["dataset"] == "cremad"
+    # the skipped test clip is recorded, not silent: metrics.json, runs.csv, leaderboard.md
+    assert written["data"] == {
+        "samples": {"train": 6 * TRAIN_PER_CLASS, "val": 0, "test": 6 * TEST_PER_CLASS - 1},
+        "skipped": {"train": 0, "test": 1},
+    }
+    frame = results.load_runs([tmp_path / "run"])
+    assert frame.loc[0, "skipped_test"] == 1 and frame.loc[0, "n_test"] == 6 * TEST_PER_CLASS - 1
+    section = results.skipped_samples_markdown(frame)
+    assert section and f"`{tmp_path / 'run'}`: 1 test" in section[2]

@@ -77,6 +77,8 @@ def test_loader_shapes_labels_views(compose_cfg, prepared, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         raw_splits = modelnet40.build(str(raw), image_size=32)
     assert len(raw_splits.train) == 5 and incomplete in caplog.text
+    assert splits.skipped == {"train": 0, "test": 0}  # prepare left the incomplete one out
+    assert raw_splits.skipped == {"train": 1, "test": 0}  # the raw loader counts it
 
 
 def test_train_flip_is_seeded(tmp_path: Path) -> None:

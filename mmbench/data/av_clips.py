@@ -146,4 +146,8 @@ def build_clip_splits(
     train = clips([train_records[i] for i in train_pos], True)
     val = clips([train_records[i] for i in val_pos], False) if val_pos else None
     test = clips(test_records, False)
-    return DatasetSplits(train, val, test, class_names)
+    skipped = {
+        "train": len(train_entries) - len(train_records),
+        "test": len(test_entries) - len(test_records),
+    }
+    return DatasetSplits(train, val, test, class_names, skipped)

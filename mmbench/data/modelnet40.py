@@ -93,8 +93,9 @@ def expected_view(folder: Path, obj: str, files: Sequence[Path], view: int) -> P
 
 def list_objects(
     root: Path, split: str, views: Sequence[int]
-) -> list[tuple[tuple[Path, ...], int]]:
-    """``((front, rear), label)`` per object of ``split`` having every view file."""
+) -> tuple[list[tuple[tuple[Path, ...], int]], int]:
+    """``((front, rear), label)`` per object of ``split`` having every view file, and the
+    number of objects skipped for a missing view."""
     items, incomplete = [], []
     for label, name in enumerate(CLASS_NAMES):
         folder = root / name / split
@@ -115,7 +116,7 @@ def list_objects(
             " or ".join(str(v) for v in views),
             ", ".join(incomplete[:5]),
         )
-    return items
+    return items, len(incomplete)
 
 
 def view_transform(image_size: int, train: bool) -> Callable[[Image.Image], torch.Tensor]:
@@ -161,9 +162,9 @@ def build(
             f"0..{REAL_VIEW_COUNT - 1} (front, rear), got {list(views)}; the default is [0, 6]"
         )
     base = require_path(Path(root), DATASET, "the ModelNet40 root")
-    found = {}
+    found, skipped = {}, {}
     for split in SPLITS:
-        found[split] = list_objects(base, split, list(views))
+        found[split], skipped[split] = list_objects(base, split, list(views))
         if not found[split]:
             require_path(
                 base / "<class>" / split / f"<obj>.obj.shaded_v{views[0] + 1:03d}.png",
@@ -176,4 +177,5 @@ def build(
     val = (
         ModelNetViews([found["train"][i] for i in val_pos], image_size, False) if val_pos else None
     )
-    return DatasetSplits(train, val, ModelNetViews(found["test"], image_size, False), CLASS_NAMES)
+    test = ModelNetViews(found["test"], image_size, False)
+    return DatasetSplits(train, val, test, CLASS_NAMES, skipped)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import Dataset
@@ -37,9 +37,17 @@ class TensorMultimodalDataset(Dataset):
 
 @dataclass
 class DatasetSplits:
-    """What a dataset builder returns: the three splits (val may be None) and class names."""
+    """What a dataset builder returns: the three splits (val may be None), class names, and
+    how many listed samples of each source split the loader had to skip (missing or broken
+    files: ``{"train": n, "test": m}``; val is carved from what train kept)."""
 
     train: Dataset
     val: Dataset | None
     test: Dataset
     class_names: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        """Samples per split that training and evaluation see (val 0 when there is none)."""
+        val = 0 if self.val is None else len(self.val)
+        return {"train": len(self.train), "val": val, "test": len(self.test)}
