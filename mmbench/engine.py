@@ -364,6 +364,9 @@ class Engine:
         for m in self.modalities:
             trained = self.strategy.trains_unimodal_heads
             result[f"acc_{m}"] = float(row[f"test_acc_{m}"]) if trained else None
+        if name == "val":
+            # what the selection saw: the metric to tune on (val.val_acc), never test
+            result["val_acc"] = float(row["val_acc"])
         return result
 
     def summary(self) -> dict[str, Any]:

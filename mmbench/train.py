@@ -1,6 +1,6 @@
 """``mmbench train``: compose the config, build every part, fit, write the run directory.
 
-Returns the sweep metric (``optimized_metric``, e.g. ``val.acc``) so Hydra sweepers can
+Returns the sweep metric (``optimized_metric``, e.g. ``val.val_acc``) so Hydra sweepers can
 optimise it. Before anything is built the config values are checked
 (:mod:`mmbench.config_checks`) and the run directory is admitted
 (:mod:`mmbench.run_integrity`): these errors always stop the job and leave an existing run

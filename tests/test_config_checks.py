@@ -71,7 +71,7 @@ def test_val_metric_needs_a_val_split(compose_cfg: Callable) -> None:
     with pytest.raises(ConfigValueError) as error:
         check_optimized_metric(compose_cfg(["dataset.build.val_per_class=0"]))
     message = str(error.value)
-    assert "optimized_metric=val.acc" in message
+    assert "optimized_metric=val.val_acc" in message
     assert "dataset.build.val_per_class=0" in message and "paper.acc" in message
     check_optimized_metric(
         compose_cfg(["dataset.build.val_per_class=0", "optimized_metric=last.acc"])

@@ -1,4 +1,5 @@
-"""``hparams_search=mmpareto_optuna``: an Optuna sweep (hydra-optuna-sweeper) on val.acc."""
+"""``hparams_search=mmpareto_optuna``: an Optuna sweep (hydra-optuna-sweeper) on the
+validation accuracy (val.val_acc), never on test."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 TINY = ["trainer=debug", "dataset.build.val_per_class=5", "dataset.build.test_per_class=5"]
 
 
-def test_two_trial_optuna_sweep_returns_val_acc_and_collects(tmp_path: Path) -> None:
+def test_two_trial_optuna_sweep_returns_validation_acc_and_collects(tmp_path: Path) -> None:
     out = tmp_path / "outputs"
     cmd = [
         sys.executable,
@@ -44,7 +45,7 @@ def test_two_trial_optuna_sweep_returns_val_acc_and_collects(tmp_path: Path) -> 
         assert 0.0005 <= float(overrides["optim.optimizer.lr"]) <= 0.02
         summary = json.loads((trial / "metrics.json").read_text())
         assert summary["status"] == "completed" and summary["strategy"] == "mmpareto"
-        values.append(summary["protocols"]["val"]["acc"])
+        values.append(summary["protocols"]["val"]["val_acc"])
         # every line of a job carries its tag; a multirun gets log lines, not a bar
         assert f"[{trial.name}] building dataset cgmnist_mini ..." in result.stdout
         assert f"[{trial.name}] epoch 1/1  step 1/3  loss " in result.stdout

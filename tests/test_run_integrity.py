@@ -97,7 +97,7 @@ def test_sweep_on_val_metric_without_val_split_fails_at_start(tmp_path: Path) ->
     overrides = [o for o in TINY if not o.startswith("optimized_metric")]
     failed = mmbench_train(tmp_path, "-m", f"hydra.sweep.dir={sweep}", *overrides)
     assert failed.returncode != 0
-    assert "optimized_metric=val.acc" in failed.stderr
+    assert "optimized_metric=val.val_acc" in failed.stderr
     assert "dataset.build.val_per_class=0" in failed.stderr
     assert not (sweep / JOB / "checkpoint.pt").exists()  # nothing was trained
     assert json.loads((sweep / JOB / "metrics.json").read_text())["status"] == "failed"
