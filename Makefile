@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install test bench bench-all bench-speed bench-data paper lint format clean
+.PHONY: install test bench bench-all bench-speed bench-approx bench-data gpu-check paper lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ paper-%: $(STAMP)  ## one dataset of the paper table, e.g. make paper-cremad
 
 bench-speed: $(STAMP)  ## step cost per strategy -> outputs/benchmarks/step_cost.csv
 	$(BIN)/mmbench bench-speed --out outputs/benchmarks/step_cost.csv
+
+bench-approx: $(STAMP)  ## representation-level vs exact MMPareto in training -> outputs/benchmarks/approximation.md
+	$(BIN)/mmbench bench-approx --out outputs/benchmarks/approximation.csv
+
+gpu-check: $(STAMP)  ## the CUDA path on one GPU (<= 8 min) -> outputs/benchmarks/gpu_check.md
+	$(BIN)/python -m mmbench.bench.gpu_check --out outputs/benchmarks/gpu_check.md
 
 bench-data: $(STAMP)  ## data-loader throughput -> outputs/benchmarks/data_throughput.csv
 	$(BIN)/mmbench bench-data --out outputs/benchmarks/data_throughput.csv

@@ -15,12 +15,15 @@ commands:
                                      run/multirun dirs -> outputs/leaderboards/NAME/
                                      (every differing config key is an axis)
   bench-speed [--out CSV]            step cost per strategy -> outputs/benchmarks/step_cost.csv
+  bench-approx [--steps N]           representation-level vs exact MMPareto in training
+                                     -> outputs/benchmarks/approximation.csv (+ .md)
   prepare DATASET --raw RAW --out DIR  raw dataset files -> the prepared layout (once)
   bench-data [--out CSV]             loader throughput -> outputs/benchmarks/data_throughput.csv
 """
 
 MODULE_COMMANDS = {
     "bench-speed": "mmbench.bench.step_cost",
+    "bench-approx": "mmbench.bench.approximation",
     "prepare": "mmbench.data.prepare",
     "bench-data": "mmbench.bench.data_throughput",
 }

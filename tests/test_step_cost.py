@@ -17,6 +17,8 @@ def test_every_strategy_config_is_priced_with_a_cost_class() -> None:
     assert step_cost.cost_class("uniform") == "one backward"
     assert step_cost.cost_class("pcgrad") == "two backward"
     assert step_cost.cost_class("agm") == "extra forward"
+    assert step_cost.cost_class("mmpareto_rep") == "one backward"
+    assert step_cost.cost_class("mgda_ub") == "one backward"
 
 
 def test_tiny_step_cost_table(tmp_path: Path) -> None:

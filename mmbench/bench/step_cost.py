@@ -53,6 +53,8 @@ COST_CLASS = {
     "uncertainty": "one backward",
     "dwa": "one backward",
     "rlw": "one backward",
+    "mmpareto_rep": "one backward",  # decided on dL/dz_m, one pass through the encoders
+    "mgda_ub": "one backward",
     "agm": "extra forward",
     "official_4pass": "four backward",
 }
@@ -103,6 +105,43 @@ CASES = {
         16,  # CREMA-D's classes; the batch of the CPU reference point (see README)
     ),
 }
+
+
+# The paper table's models at full size (GPU only: `make gpu-check`), batch 64 as the
+# official scripts; shapes from conf/dataset/{cremad (fbank), kinetics_sounds, modelnet40}.
+PAPER_CASES = {
+    "resnet18_cremad_paper": ModelCase(
+        "resnet18_cremad_paper",
+        (
+            ModalitySpec("audio", "audio", (1, 1024, 128)),
+            ModalitySpec("visual", "frames", (2, 3, 224, 224)),
+        ),
+        ResNet18Backbone,
+        6,
+        64,
+    ),
+    "resnet18_ks_paper": ModelCase(
+        "resnet18_ks_paper",
+        (
+            ModalitySpec("audio", "audio", (1, 1024, 128)),
+            ModalitySpec("visual", "frames", (3, 3, 224, 224)),
+        ),
+        ResNet18Backbone,
+        31,
+        64,
+    ),
+    "resnet18_modelnet40_paper": ModelCase(
+        "resnet18_modelnet40_paper",
+        (
+            ModalitySpec("front", "image", (3, 224, 224)),
+            ModalitySpec("rear", "image", (3, 224, 224)),
+        ),
+        ResNet18Backbone,
+        40,
+        64,
+    ),
+}
+ALL_CASES = {**CASES, **PAPER_CASES}
 
 
 def make_batch(case: ModelCase, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -180,7 +219,13 @@ def quartiles(values: list[float]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmbench bench-speed", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/step_cost.csv"))
-    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(CASES),
+        choices=list(ALL_CASES),
+        help=f"default: the CPU cases; the paper-size ones ({', '.join(PAPER_CASES)}) need a GPU",
+    )
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per block")
     parser.add_argument("--repeats", type=int, default=10, help="rounds of blocks")
@@ -203,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for model_name in args.models:
         blocks = measure(
-            CASES[model_name], args.strategies, args.steps, args.repeats, args.warmup, device
+            ALL_CASES[model_name], args.strategies, args.steps, args.repeats, args.warmup, device
         )
         samples = {name: [ms for block in b for ms in block] for name, b in blocks.items()}
         medians = {name: statistics.median(values) for name, values in samples.items()}
@@ -221,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ms_q1": round(quartiles(samples[name])[0], 3),
                     "ms_q3": round(quartiles(samples[name])[1], 3),
                     "device": str(device),
-                    "batch_size": CASES[model_name].batch_size,
+                    "batch_size": ALL_CASES[model_name].batch_size,
                     "timed_steps": args.steps * args.repeats,
                     "threads": torch.get_num_threads(),
                     "host_memory": host_memory,
