@@ -263,6 +263,7 @@ def setting_axes(frame: pd.DataFrame) -> list[str]:
         known[[a for a in AXES if a in known]],
         [bool(r) for r in recorded],
         order=[*AXES, "trainer"],
+        revisions=[str(r) for r in known["git_rev"]] if "git_rev" in known else None,
     )
 
 

@@ -8,7 +8,10 @@ axes (the config group each run chose: ``dataset``, ``backbone``, ``fusion``, ``
 ``sgd`` runs, any ``trainer.*`` key across all runs. A key that the run's group does not
 have (``gamma`` of ``uniform``) is *absent*: NaN in the frame, "—" in Markdown. A run
 without ``.hydra/config.yaml`` records only ``trainer.epochs``; its other keys are unknown
-and count as no value (NaN), not as a difference.
+and count as no value (NaN), not as a difference. So does a key that no run of the run's own
+code revision has while runs of another revision do: a knob added (or removed) by a code
+change is a difference of revisions, which collect reports per cell, not of settings (runs of
+one revision with and without a key, e.g. a ``+key=value`` override, still differ).
 
 Consequence: two runs that agree on every named and setting axis have the same setup, so a
 leaderboard cell never pools different settings as seeds, whatever the command line.
@@ -38,23 +41,27 @@ def setting_axes(
     groups: pd.DataFrame,
     recorded: Sequence[bool],
     order: Sequence[str] = (),
+    revisions: Sequence[str] | None = None,
 ) -> list[str]:
     """The dotted keys that vary among runs of one choice of their owning group.
 
     ``setups[i]`` is run i's setup, ``groups`` its named axes (one row per run, a column per
-    group name) and ``recorded[i]`` whether its whole config was read (False: only the keys
-    it has are known). Keys are ordered by their group's position in ``order``, then by name.
+    group name), ``recorded[i]`` whether its whole config was read (False: only the keys
+    it has are known) and ``revisions[i]`` its code revision (None: all one revision). Keys
+    are ordered by their group's position in ``order``, then by name.
     """
-    if not (len(setups) == len(groups) == len(recorded)):
-        raise ValueError("setups, groups and recorded must describe the same runs")
+    revisions = [""] * len(setups) if revisions is None else list(revisions)
+    if not (len(setups) == len(groups) == len(recorded) == len(revisions)):
+        raise ValueError("setups, groups, recorded and revisions must describe the same runs")
     owners = groups.reset_index(drop=True)
     found = []
     for key in sorted({k for s in setups for k in s}):
         owner = key.split(".", 1)[0]
+        having = {rev for setup, rev in zip(setups, revisions, strict=True) if key in setup}
         seen: dict[str, set[str]] = {}
         for i, (setup, whole) in enumerate(zip(setups, recorded, strict=True)):
             value = setup.get(key, _NO_KEY)
-            if value is _NO_KEY and not whole:
+            if value is _NO_KEY and (not whole or revisions[i] not in having):
                 continue
             choice = str(owners.at[i, owner]) if owner in owners else ""
             shown = "<absent>" if value is _NO_KEY else json.dumps(value, sort_keys=True)

@@ -196,3 +196,22 @@ def test_keys_fixed_by_the_group_choice_or_unrecorded_are_not_axes() -> None:
     ]
     setups[2]["trainer.epochs"] = 9
     assert setting_axes(setups, groups, [True, True, False]) == ["trainer.epochs"]
+
+
+def test_a_knob_added_by_a_code_change_is_not_a_setting_axis() -> None:
+    """Runs of an older revision lack a key the newer one added: unknown, not different;
+    within one revision a run without the key still differs."""
+    setups = [
+        {"dataset.name": "cgmnist_mini", "trainer.epochs": 9},
+        {"dataset.name": "cgmnist_mini", "dataset.sgd_lr": 0.02, "trainer.epochs": 9},
+        {"dataset.name": "cgmnist_mini", "dataset.sgd_lr": 0.02, "trainer.epochs": 9},
+    ]
+    groups = pd.DataFrame({"dataset": ["cgmnist_mini"] * 3})
+    assert setting_axes(setups, groups, [True] * 3, revisions=["old", "new", "new"]) == []
+    assert setting_axes(setups, groups, [True] * 3, revisions=["new", "new", "new"]) == [
+        "dataset.sgd_lr"
+    ]
+    setups[2]["dataset.sgd_lr"] = 0.05  # two values within the revision that has the key
+    assert setting_axes(setups, groups, [True] * 3, revisions=["old", "new", "new"]) == [
+        "dataset.sgd_lr"
+    ]
