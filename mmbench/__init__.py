@@ -1,7 +1,7 @@
 """mmbench: gradient-integration strategies for multimodal learning, benchmarked."""
 
-from mmbench.utils.cpus import prefer_passive_waiting
+from mmbench.utils.cpus import limit_spinning
 
-prefer_passive_waiting()  # before anything loads torch's OpenMP runtime (see mmbench.utils.cpus)
+limit_spinning()  # before anything loads torch's OpenMP runtime (see mmbench.utils.cpus)
 
 from mmbench import resolvers  # noqa: E402, F401  (conf/ interpolations need them in every process)

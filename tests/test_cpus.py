@@ -96,19 +96,24 @@ def test_configure_threads_follows_slurm_cpus_per_task() -> None:
     assert out.stdout.strip() == "1"
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_mmbench_makes_openmp_threads_sleep_unless_told(
-    given: str | None, expected: str
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [({}, "1000"), ({"OMP_WAIT_POLICY": "ACTIVE"}, None), ({"GOMP_SPINCOUNT": "5"}, "5")],
+)
+def test_importing_mmbench_caps_openmp_spinning_unless_told(
+    given: dict[str, str], expected: str | None
 ) -> None:
-    """mmbench sets OMP_WAIT_POLICY before torch loads OpenMP; a user's choice is kept."""
+    """mmbench sets GOMP_SPINCOUNT before torch loads OpenMP; a user's choice is kept."""
     code = (
         "import os, sys; import mmbench; assert 'torch' not in sys.modules; "
-        "print(os.environ['OMP_WAIT_POLICY'])"
+        "print(os.environ.get('GOMP_SPINCOUNT'))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**env, **given},
     )
-    assert out.stdout.strip() == expected
+    assert out.stdout.strip() == str(expected)
