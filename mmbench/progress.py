@@ -129,4 +129,5 @@ class EpochProgress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            self.bar.refresh()  # draw the final count and loss: tqdm redraws at most every
+            self.bar.close()  # 0.1 s, so a fast epoch would otherwise end on a stale frame
