@@ -34,7 +34,6 @@ from mmbench.strategies.base import EncoderStats, StepLosses, Telemetry, stats_t
 from mmbench.strategies.representation import (
     RepresentationStrategy,
     backward_through_encoders,
-    representation_gradients,
 )
 
 REP_RESCALE_MODES = ("encoder", "none")
@@ -75,10 +74,7 @@ class MMParetoRep(RepresentationStrategy):
     def backward(
         self, model: MultimodalClassifier, losses: StepLosses, telemetry: bool = False
     ) -> Telemetry:
-        rep = representation_gradients(model, losses)
-        updates, stats = {}, {}
-        for m in rep.features:
-            updates[m], stats[m] = self.combine_representation(rep.fused[m], rep.unimodal[m], m)
+        rep, updates, stats = self.decide(model, losses)
         if self.exact_below is not None and any(s.cos <= self.exact_below for s in stats.values()):
             rows = self.exact.backward(model, losses, telemetry)
             return {m: {**row, "exact": 1.0} for m, row in rows.items()}

@@ -111,12 +111,19 @@ class RepresentationStrategy(GradientStrategy):
     ) -> tuple[torch.Tensor, EncoderStats]:
         raise NotImplementedError
 
-    def backward(
-        self, model: MultimodalClassifier, losses: StepLosses, telemetry: bool = False
-    ) -> Telemetry:
+    def decide(
+        self, model: MultimodalClassifier, losses: StepLosses
+    ) -> tuple[RepresentationGradients, dict[str, torch.Tensor], dict[str, EncoderStats]]:
+        """The representation gradients and, per encoder, the update v_m and its stats."""
         rep = representation_gradients(model, losses)
         updates, stats = {}, {}
         for m in rep.features:
             updates[m], stats[m] = self.combine_representation(rep.fused[m], rep.unimodal[m], m)
+        return rep, updates, stats
+
+    def backward(
+        self, model: MultimodalClassifier, losses: StepLosses, telemetry: bool = False
+    ) -> Telemetry:
+        rep, updates, stats = self.decide(model, losses)
         backward_through_encoders(model, rep, updates)
         return stats_to_floats(stats) if telemetry else {}
