@@ -151,6 +151,8 @@ def test_wandb_offline_run_read_back(compose_cfg, tmp_path: Path) -> None:
     run_dir = run(compose_cfg, tmp_path, "logger=wandb")
     (path,) = glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
     records = wandb_records(Path(path))
+    kinds = [record.WhichOneof("record_type") for record in records]
+    assert "exit" in kinds, f"the .wandb file was not flushed when the run ended: {kinds}"
     history = {}
     for record in records:
         if record.WhichOneof("record_type") == "history":

@@ -3,6 +3,11 @@
 Offline mode (``mode: offline``) needs no account or network; ``wandb sync
 <run_dir>/wandb/offline-run-*`` uploads a run later. Metrics go to ``run.log`` at the
 optimiser step, the config to ``run.config``, artifacts are saved into the run's files.
+
+``close`` ends the run and then ``wandb.teardown()``: ``run.finish()`` can return before
+wandb's core process has flushed the ``.wandb`` file (a loaded CI machine read it with
+no history records), and wandb's own atexit flush is not reliable in worker processes
+of a parallel launcher. Teardown waits for the flush; the next run starts a new service.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class WandbLogger:
         console: str = "off",
     ) -> None:
         wandb = import_backend("wandb", "wandb", "wandb")
+        self.wandb = wandb
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
@@ -54,3 +60,4 @@ class WandbLogger:
     def close(self, status: str) -> None:
         self.run.summary["status"] = status
         self.run.finish(exit_code=0 if status == "completed" else 1)
+        self.wandb.teardown()
