@@ -64,6 +64,7 @@ class TrainerSettings:
     progress: str = "off"
     log_every_s: float = 30.0
     log_every_n_steps: int | None = None
+    data_seed: int | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -163,6 +164,8 @@ class Engine:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.strategy, self.optimizer, self.scheduler = strategy, optimizer, scheduler
         self.splits, self.seed, self.run_dir, self.run_info = splits, seed, run_dir, run_info
+        # batch order and in-training randomness (dropout, noise); the init uses ``seed``
+        self.data_seed = seed if settings.data_seed is None else settings.data_seed
         self.modalities = model.modality_names
         self.history: list[dict[str, Any]] = []
         self.telemetry: list[dict[str, Any]] = []
@@ -212,7 +215,7 @@ class Engine:
             dataset,
             self.settings.batch_size if train else self.settings.eval_batch_size,
             shuffle=train,
-            seed=epoch_seed(self.seed, epoch),
+            seed=epoch_seed(self.data_seed, epoch),
             num_workers=self.settings.num_workers,
             pin_memory=self.device.type == "cuda",
         )
@@ -257,7 +260,7 @@ class Engine:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
-        torch.manual_seed(epoch_seed(self.seed, epoch))
+        torch.manual_seed(epoch_seed(self.data_seed, epoch))
         sums = {"loss": 0.0, **{f"loss_{m}": 0.0 for m in self.modalities}}
         count = 0
         every = self.settings.telemetry_every

@@ -48,12 +48,24 @@ def test_mini_sizes_and_stratification(mini) -> None:
     assert sample["gray"].dtype == torch.float32 and sample["label"].dtype == torch.int64
 
 
-def test_mini_colour_tied_in_train_val_independent_in_test() -> None:
+def test_mini_colour_tied_in_train_independent_in_val_and_test() -> None:
     splits = build_mini(seed=0, jitter_var=1e-6)  # no jitter: the colour class is exact
-    for split in (splits.train, splits.val):
-        assert (colour_class(split) == split.labels.numpy()).mean() > 0.99
-    agree = (colour_class(splits.test) == splits.test.labels.numpy()).mean()
-    assert 0.05 < agree < 0.15  # independent of the label: about 1 in 10
+    assert (colour_class(splits.train) == splits.train.labels.numpy()).mean() > 0.99
+    for split in (splits.val, splits.test):
+        agree = (colour_class(split) == split.labels.numpy()).mean()
+        assert 0.05 < agree < 0.15  # independent of the label: about 1 in 10
+
+
+def test_mini_val_color_tied_colours_val_as_train() -> None:
+    splits = build_mini(seed=0, jitter_var=1e-6, val_color="tied")
+    assert (colour_class(splits.val) == splits.val.labels.numpy()).mean() > 0.99
+    default = build_mini(seed=0, jitter_var=1e-6)
+    assert torch.equal(default.val.tensors["gray"], splits.val.tensors["gray"])  # same digits
+
+
+def test_unknown_val_color_rule_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="dataset.build.val_color='test'.*independent"):
+        build_mini(val_color="test")
 
 
 def test_mini_colour_jitter_has_the_configured_variance(mini) -> None:
@@ -209,3 +221,13 @@ def test_paper_cgmnist_is_the_literature_construction(compose_cfg) -> None:
     mini = compose_cfg(["experiment=bench"])
     assert mini.dataset.build.jitter_var == pytest.approx(0.03)
     assert mini.backbone.name == "convnet"
+
+
+def test_full_val_color_independent_needs_colouring_here(tmp_path: Path) -> None:
+    arrays = fake_mnist(tmp_path)
+    npy = tmp_path / "mnist_10color_jitter_var_0.030.npy"
+    published_npy(npy, arrays)
+    with pytest.raises(ValueError, match="val_color=tied.*colored_npy=null"):
+        build_full(str(tmp_path), val_per_class=3, colored_npy=str(npy), val_color="independent")
+    here = build_full(str(tmp_path), val_per_class=3, colored_npy=None, val_color="independent")
+    assert len(here.val) == 30

@@ -78,6 +78,25 @@ def test_same_seed_same_result_other_seed_differs(compose_cfg, tmp_path: Path) -
     assert not runs["a"]["train_loss"].equals(runs["c"]["train_loss"])
 
 
+def test_data_seed_sets_the_batch_order_apart_from_the_initialisation(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """trainer.data_seed=null is the run's seed; another value reorders the batches only."""
+    runs = {}
+    for name, extra in (
+        ("default", ["seed=0"]),
+        ("same", ["seed=0", "trainer.data_seed=0"]),
+        ("order", ["seed=0", "trainer.data_seed=1"]),
+        ("init", ["seed=1", "trainer.data_seed=0"]),
+    ):
+        fit(compose_cfg(["strategy=uniform", *FAST, *extra]), tmp_path / name)
+        runs[name] = pd.read_csv(tmp_path / name / "history.csv").drop(columns="epoch_s")
+    pd.testing.assert_frame_equal(runs["default"], runs["same"])
+    for other in ("order", "init"):
+        assert not runs["default"]["train_loss"].equals(runs[other]["train_loss"])
+    assert not runs["order"]["train_loss"].equals(runs["init"]["train_loss"])
+
+
 def test_resume_gives_the_uninterrupted_result(compose_cfg, tmp_path: Path) -> None:
     common = ["strategy=mmpareto", *FAST, "trainer.epochs=3"]
     fit(compose_cfg(common), tmp_path / "straight")

