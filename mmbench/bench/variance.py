@@ -11,7 +11,6 @@ docs/variance.md were produced with it.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from omegaconf import OmegaConf
 
 from mmbench.engine import make_loader
 from mmbench.models.multimodal import MultimodalClassifier
-from mmbench.run_integrity import load_checkpoint
+from mmbench.run_integrity import load_checkpoint, read_metrics
 
 
 @torch.no_grad()
@@ -62,7 +61,8 @@ def run_dirs(roots: Iterable[Path]) -> list[Path]:
     found = []
     for root in roots:
         for path in sorted(Path(root).rglob("metrics.json")):
-            if json.loads(path.read_text()).get("status") == "completed":
+            metrics = read_metrics(path)  # names the file if it is corrupt
+            if metrics is not None and metrics.get("status") == "completed":
                 found.append(path.parent)
     return found
 

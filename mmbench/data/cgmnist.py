@@ -11,7 +11,7 @@ random, independent of the label. Val (digits held out of train) follows ``val_c
 ``independent`` (the test rule; ``cgmnist_mini``'s default: epoch selection then sees the
 distribution it is judged on) or ``tied`` (the train rule, ``cgmnist``'s default, the only
 one a val split carved from the published train file can have; it reads 0.95-1.00 while
-test reads 0.3-0.7, docs/variance.md). The coloured modality is easy to learn and does not
+test reads 0.30-0.94, docs/variance.md). The coloured modality is easy to learn and does not
 generalise: the imbalance the benchmark exposes.
 
 Sources: ``cgmnist_mini`` builds it from the 5,000 real MNIST digits shipped inside the
