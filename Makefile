@@ -19,7 +19,7 @@ test: $(STAMP)  ## the test suite (lint + pytest, CPU only)
 	$(BIN)/ruff check mmbench tests
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## embedded benchmark: cgmnist_mini x 4 strategies x 5 seeds -> leaderboard (docs/variance.md)
+bench: $(STAMP)  ## embedded benchmark: cgmnist_mini x 3 strategies x 6 seeds -> leaderboard (docs/variance.md)
 	$(BIN)/mmbench train --multirun experiment=bench
 
 bench-all: $(STAMP)  ## embedded benchmark over every strategy x 3 seeds

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import time
 import traceback
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def build_optimizer(
+    cfg: DictConfig, params: Iterable[torch.nn.Parameter]
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The ``optim`` group's optimiser over ``params`` and its scheduler, stepped once per
+    epoch by the engine, or None when ``optim.step_scheduler`` is false."""
+    optimizer = instantiate(cfg.optim.optimizer)(params=params)
+    if not cfg.optim.get("step_scheduler"):
+        return optimizer, None
+    return optimizer, instantiate(cfg.optim.scheduler)(optimizer)
+
+
 def build_and_fit(
     cfg: DictConfig,
     run_dir: Path,
@@ -285,10 +297,7 @@ def build_and_fit(
     )
     check_sample_shapes(splits, model.modalities, str(cfg.dataset.name))
     params = [*model.parameters(), *strategy.parameters()]
-    optimizer = instantiate(cfg.optim.optimizer)(params=params)
-    scheduler = (
-        instantiate(cfg.optim.scheduler)(optimizer) if cfg.optim.get("step_scheduler") else None
-    )
+    optimizer, scheduler = build_optimizer(cfg, params)
     engine = Engine(
         model,
         strategy,
