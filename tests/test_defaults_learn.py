@@ -1,0 +1,35 @@
+"""The default run and experiment=demo learn visibly in their first epochs (issue #12, item 7).
+
+At the official lr 0.002 the digit conv nets sat at chance for several epochs (training loss
+2.30); the CG-MNIST sets declare ``sgd_lr: 0.02``, which SGD uses unless a preset sets an lr.
+Measured with the demo's first 2 epochs (smaller val/test splits): lr 0.02 -> training loss
+1.21, gray head 31 % on test; lr 0.002 -> 2.24 and 12.5 %.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mmbench.train import fit
+
+SHORT = [
+    "trainer.epochs=2",
+    "dataset.build.val_per_class=10",
+    "dataset.build.test_per_class=20",
+]
+
+
+def test_default_run_and_demo_use_the_dataset_lr(compose_cfg) -> None:
+    for overrides in ([], ["experiment=demo"]):
+        cfg = compose_cfg(overrides)
+        assert cfg.optim.optimizer.lr == cfg.dataset.sgd_lr == 0.02, overrides
+    assert compose_cfg(["experiment=demo"]).trainer.epochs == 6
+
+
+def test_demo_learns_in_two_epochs(compose_cfg, tmp_path: Path) -> None:
+    fit(compose_cfg(["experiment=demo", *SHORT]), tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["train_loss"].iloc[-1] < 1.8, history.to_string()
+    assert history["test_acc_gray"].iloc[-1] > 0.2, history.to_string()
