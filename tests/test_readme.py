@@ -61,3 +61,28 @@ def test_train_yaml_points_to_a_readme_section_that_exists() -> None:
 
 def test_no_placeholder_is_left() -> None:
     assert not re.search(r"\b[A-Z]+_(TEXT|TIME|OPTIONS|SECTION|TABLE)\b", README)
+
+
+def fidelity_rows() -> list[list[str]]:
+    """The README Fidelity table's body rows, split into their three cells."""
+    section = README.split("\n## Fidelity\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[1:]]
+    assert cells and all(len(c) == 3 for c in cells), "Fidelity rows need three cells"
+    return cells
+
+
+@pytest.mark.parametrize("group", ["strategy", "dataset"])
+def test_fidelity_table_covers_every_strategy_and_dataset(group: str) -> None:
+    """Every strategy and dataset config has a Fidelity row that names its source (a file,
+    'ours', or 'as `row`' of another listed row) and says how it relates to it."""
+    rows = fidelity_rows()
+    listed = {name for first, _, _ in rows for name in re.findall(r"`([^`]+)`", first)}
+    options = sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+    missing = [o for o in options if o not in listed]
+    assert not missing, f"README Fidelity table lacks {group} {missing}"
+    for first, source, verdict in rows:
+        same_as = re.fullmatch(r"as `([^`]+)`", source)
+        named = re.search(r"`[^`]*[/.][^`]*`|\bours\b", source)
+        assert named or (same_as and same_as.group(1) in listed), f"{first}: no source file"
+        assert len(verdict) > 20, f"{first}: no verdict"
