@@ -64,6 +64,7 @@ RULES = (
     Rule("optim.optimizer.momentum", 0, integer=False),
     Rule("dataset.build.val_per_class", 0),
     Rule("dataset.build.test_per_class", 1),
+    Rule("backbone.factory.width", 1),
     Rule("leaderboard.smooth", 1),
 )
 SCHEDULER_RULES = (

@@ -38,6 +38,25 @@ def test_digit_convnet_is_pmrs_convnet(channels: int) -> None:
     assert net(x).shape == (4, 512)
 
 
+def test_convnet_width_knob_narrows_every_layer_and_is_checked_before_building(
+    compose_cfg,
+) -> None:
+    from mmbench.config_checks import problems
+
+    cfg = compose_cfg(["backbone.factory.width=16"])
+    factory = instantiate(cfg.backbone.factory)
+    net = factory.build(ModalitySpec("color", "image", (3, 28, 28)))
+    convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [16, 16, 32, 32] and net.fc.in_features == 32
+    assert net(torch.randn(2, 3, 28, 28)).shape == (2, 512)
+    default = instantiate(compose_cfg([]).backbone.factory)
+    pmr = default.build(ModalitySpec("gray", "image", (1, 28, 28)))
+    assert sum(p.numel() for p in pmr.parameters()) == pmr_parameter_count(1)
+    assert problems(compose_cfg(["backbone.factory.width=0"])) == [
+        "backbone.factory.width=0: must be an integer >= 1"
+    ]
+
+
 def test_digit_convnet_input_batchnorm_absorbs_the_input_scale() -> None:
     """With bn0 (train mode), a per-channel affine change of the input leaves features alone."""
     torch.manual_seed(0)

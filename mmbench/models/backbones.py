@@ -23,24 +23,28 @@ class DigitConvNet(nn.Module):
     BatchNorm on the input (bn0), conv5x5-32, ReLU, max-pool 3 stride 2 pad 1 (28 -> 14),
     conv3x3-32, ReLU, conv3x3-64 stride 2 (14 -> 7), ReLU, conv3x3-64, ReLU, global average
     pool (PMR's AvgPool2d(7) on its 7x7 map), linear 64 -> ``feature_dim`` (512 in PMR).
-    PyTorch's default initialisation, as PMR.
+    PyTorch's default initialisation, as PMR. ``width`` (32 in PMR) scales the channels to
+    width, width, 2 width, 2 width: not PMR's net unless 32.
     """
 
-    def __init__(self, in_channels: int, feature_dim: int = 512) -> None:
+    def __init__(self, in_channels: int, feature_dim: int = 512, width: int = 32) -> None:
         super().__init__()
+        if width < 1:
+            raise ValueError(f"backbone.factory.width={width}: must be an integer >= 1 (PMR: 32)")
+        wide = 2 * width
         self.features = nn.Sequential(
             nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, 32, 5, padding=2),
+            nn.Conv2d(in_channels, width, 5, padding=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Conv2d(32, 32, 3, padding=1),
+            nn.Conv2d(width, width, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.Conv2d(width, wide, 3, stride=2, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(64, 64, 3, padding=1),
+            nn.Conv2d(wide, wide, 3, padding=1),
             nn.ReLU(inplace=True),
         )
-        self.fc = nn.Linear(64, feature_dim)
+        self.fc = nn.Linear(wide, feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
@@ -147,14 +151,25 @@ class BackboneFactory:
 
 
 class DigitConvNetBackbone(BackboneFactory):
-    """PMR's CG-MNIST conv net (``DigitConvNet``), for single images (any channel count)."""
+    """PMR's CG-MNIST conv net (``DigitConvNet``), for single images (any channel count);
+    ``width`` other than 32 narrows or widens it."""
 
     name = "convnet"
     accepts = ("image",)
     suggestion = "Use backbone=resnet18 for audio spectrograms and multi-frame video."
 
+    def __init__(
+        self,
+        feature_dim: int = 512,
+        accepts: Sequence[str] | None = None,
+        name: str | None = None,
+        width: int = 32,
+    ) -> None:
+        super().__init__(feature_dim, accepts, name)
+        self.width = width
+
     def _build(self, modality: ModalitySpec) -> nn.Module:
-        return DigitConvNet(modality.shape[0], self.feature_dim)
+        return DigitConvNet(modality.shape[0], self.feature_dim, self.width)
 
 
 class ResNet18Backbone(BackboneFactory):
