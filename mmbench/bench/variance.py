@@ -42,7 +42,10 @@ def fused_reliance(
     names = model.modality_names
     parts: dict[str, list[torch.Tensor]] = {m: [] for m in names}
     labels = []
-    for batch in make_loader(dataset, batch_size, False, 0, 0, False):
+    loader = make_loader(
+        dataset, batch_size, shuffle=False, seed=0, num_workers=0, pin_memory=False
+    )
+    for batch in loader:
         features = [model.encoders[m](batch[m]) for m in names]
         for m, logits in zip(names, model.fusion.modality_logits(features), strict=True):
             parts[m].append(logits.double())

@@ -29,8 +29,6 @@ class DigitConvNet(nn.Module):
 
     def __init__(self, in_channels: int, feature_dim: int = 512, width: int = 32) -> None:
         super().__init__()
-        if width < 1:
-            raise ValueError(f"backbone.factory.width={width}: must be an integer >= 1 (PMR: 32)")
         wide = 2 * width
         self.features = nn.Sequential(
             nn.BatchNorm2d(in_channels),
