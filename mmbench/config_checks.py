@@ -13,7 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-PROTOCOLS = ("paper", "val", "last")
+from mmbench.protocols import PROTOCOLS
+
 ABSENT = object()
 
 

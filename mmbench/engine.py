@@ -33,13 +33,13 @@ from mmbench.loggers.base import ExperimentLogger
 from mmbench.loggers.group import LoggerGroup
 from mmbench.models.multimodal import MultimodalClassifier
 from mmbench.progress import EpochProgress
+from mmbench.protocols import PROTOCOLS
 from mmbench.run_integrity import CHECKPOINT, load_checkpoint
 from mmbench.strategies.base import GradientStrategy, StepLosses
 from mmbench.utils import atomic
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("paper", "val", "last")
 NO_VAL_SPLIT = "no val split"
 
 

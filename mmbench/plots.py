@@ -37,10 +37,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mmbench import sweep_axes
+from mmbench.protocols import PROTOCOLS
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("paper", "val", "last")
 LINESTYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*", "h")
 MARKS_PER_LINE = 8  # markers drawn on a line with many points (every k-th point)

