@@ -76,7 +76,7 @@ def test_presets_are_the_authors_method_and_the_uniform_variant() -> None:
     authors, variant = preset("ogm_ge"), preset("ogm_ge_uniform")
     assert (authors.loss, authors.scores, authors.conv_only) == ("fused", "fusion", True)
     assert not authors.trains_unimodal_heads
-    assert (variant.loss, variant.scores, variant.conv_only) == ("uniform", "heads", False)
+    assert (variant.loss, variant.scores, variant.conv_only) == ("uniform", "heads", True)
     assert variant.trains_unimodal_heads
     assert authors.window == variant.window == (0, 50) and authors.alpha == 0.8
 
@@ -127,7 +127,7 @@ def test_authors_step_is_the_fused_gradient_modulated_on_conv_weights(noise: boo
             torch.testing.assert_close(p.grad, q.grad, msg=key)  # fusion, biases, encoder fc
 
 
-def test_uniform_variant_scales_every_encoder_tensor_from_head_scores() -> None:
+def test_conv_only_false_scales_every_encoder_tensor_from_head_scores() -> None:
     model, batch = tiny_model(4), tiny_batch(4)
     with torch.no_grad():
         scores = label_scores(model(batch).unimodal, batch["label"])

@@ -29,7 +29,7 @@ main.py. ``conv_only``: only 4-D (conv) weights, as main.py; else every encoder 
 ``loss=fused`` (the authors) back-propagates L_mm only, so the unimodal heads never train
 (reported untrained, as one_joint_loss); ``loss=uniform`` back-propagates L_mm + Σ_m L_m.
 conf/strategy/ogm_ge.yaml is the authors' method; ogm_ge_uniform.yaml the uniform-loss
-variant (unimodal-head scores, every encoder tensor modulated).
+variant (unimodal-head scores, conv weights modulated as main.py).
 The noise comes from a generator seeded by ``seed`` and saved in :meth:`state_dict`.
 Telemetry: w_mm = k_m, w_u = k_m (uniform) or 0 (fused), plus ``k`` and ``rho``.
 """
