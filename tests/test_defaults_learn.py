@@ -3,7 +3,10 @@
 At the official lr 0.002 the digit conv nets sat at chance for several epochs (training loss
 2.30); the CG-MNIST sets declare ``sgd_lr: 0.02``, which SGD uses unless a preset sets an lr.
 Measured with the demo's first 2 epochs (smaller val/test splits): lr 0.02 -> training loss
-1.21, gray head 31 % on test; lr 0.002 -> 2.24 and 12.5 %.
+1.21, gray head 31 % on test; lr 0.002 -> 2.24 and 12.5 %. At lr 0.02 these first epochs are
+chaotic: a change of fp32 summation order (the fused bn0+conv1 backward) moved seed 0's loss
+after 2 epochs from 1.42 to 1.88, and over seeds 0-3 it read 1.28-1.88 and the gray head
+10-34 %, so the test asserts the loss against chance and against lr 0.002, not the head.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ def test_default_run_and_demo_use_the_dataset_lr(compose_cfg) -> None:
 
 
 def test_demo_learns_in_two_epochs(compose_cfg, tmp_path: Path) -> None:
-    fit(compose_cfg(["experiment=demo", *SHORT]), tmp_path)
-    history = pd.read_csv(tmp_path / "history.csv")
-    assert history["train_loss"].iloc[-1] < 1.8, history.to_string()
-    assert history["test_acc_gray"].iloc[-1] > 0.2, history.to_string()
+    losses = {}
+    for lr in (0.02, 0.002):
+        run_dir = tmp_path / str(lr)
+        fit(compose_cfg(["experiment=demo", *SHORT, f"optim.optimizer.lr={lr}"]), run_dir)
+        losses[lr] = pd.read_csv(run_dir / "history.csv")["train_loss"].iloc[-1]
+    assert losses[0.02] < 2.0, losses  # chance: ln 10 = 2.30
+    assert losses[0.002] - losses[0.02] > 0.2, losses
