@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet18
 
 from mmbench.models.input_norm_conv import input_norm_conv
 from mmbench.models.modality import IncompatibleConfigError, ModalitySpec
@@ -106,6 +105,10 @@ class ResNet18Encoder(nn.Module):
     def __init__(self, in_channels: int, multi_frame: bool, init: str = "torchvision") -> None:
         super().__init__()
         check_init(init)
+        # imported here: torchvision takes ~1.2 s to import, which every sweep worker of the
+        # digit benchmark (no ResNet) would otherwise pay
+        from torchvision.models import resnet18
+
         trunk = resnet18(weights=None)
         if in_channels != 3:
             trunk.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
