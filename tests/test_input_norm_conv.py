@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mmbench.models.backbones import DigitConvNet
-from mmbench.models.input_norm_conv import input_norm_conv, skips_input_grad
+from mmbench.models.input_norm_conv import batch_sum, input_norm_conv, skips_input_grad
 
 
 def pair(channels: int, dtype: torch.dtype, momentum: float | None = 0.1) -> tuple:
@@ -22,13 +22,22 @@ def pair(channels: int, dtype: torch.dtype, momentum: float | None = 0.1) -> tup
     return bn, conv
 
 
+LAYOUTS = [torch.contiguous_format, torch.channels_last]
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_fused_backward_is_autograds_in_float64(channels: int, momentum: float | None) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_fused_backward_is_autograds_in_float64(
+    channels: int, momentum: float | None, layout: torch.memory_format
+) -> None:
     bn, conv = pair(channels, torch.float64, momentum)
+    conv = conv.to(memory_format=layout)
     ref_bn, ref_conv = copy.deepcopy(bn), copy.deepcopy(conv)
-    x = torch.rand(6, channels, 12, 12, dtype=torch.float64) * 3 - 1
-    upstream = torch.randn(6, 8, 12, 12, dtype=torch.float64)
+    x = (torch.rand(6, channels, 12, 12, dtype=torch.float64) * 3 - 1).contiguous(
+        memory_format=layout
+    )
+    upstream = torch.randn(6, 8, 12, 12, dtype=torch.float64).contiguous(memory_format=layout)
     assert skips_input_grad(x, bn, conv)
     for _ in range(2):  # the running statistics update identically, step after step
         (input_norm_conv(x, bn, conv) * upstream).sum().backward()
@@ -41,6 +50,16 @@ def test_fused_backward_is_autograds_in_float64(channels: int, momentum: float |
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-12, atol=1e-12)
     for got, want in zip(bn.buffers(), ref_bn.buffers(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batch_sum_is_the_sum_over_the_batch(layout: torch.memory_format) -> None:
+    torch.manual_seed(0)
+    grad = torch.randn(5, 4, 7, 6, dtype=torch.float64).contiguous(memory_format=layout)
+    got = batch_sum(grad)
+    torch.testing.assert_close(got, grad.sum(0, keepdim=True), rtol=1e-13, atol=1e-13)
+    strided = torch.randn(5, 4, 14, 6, dtype=torch.float64)[:, :, ::2]  # neither layout
+    torch.testing.assert_close(batch_sum(strided), strided.sum(0, keepdim=True))
 
 
 def test_the_fused_path_is_taken_only_where_it_is_exact() -> None:

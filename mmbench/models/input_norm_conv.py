@@ -7,12 +7,13 @@ input, ``y = gamma * xhat + beta`` and ``out = W * y + b`` (``*`` the convolutio
 chain rule through ``dL/dy = W^T * dL/dout`` gives, per input channel c,
 
     dL/dgamma_c = sum_{o,k} W[o,c,k] G_xhat[o,c,k]       dL/dbeta_c = sum_{o,k} W[o,c,k] G_1[o,c,k]
-    dL/dW       = gamma_c G_xhat + beta_c G_1           dL/db      = sum_{n,h,w} dL/dout
+    dL/dW       = gamma_c G_xhat + beta_c G_1           dL/db      = sum_{h,w} S
 
 where ``G_v`` is the convolution's weight gradient for input ``v`` and upstream
 ``dL/dout`` (linear in ``v``), and ``1`` is an image of ones (zero-padded like the input).
-``G_1`` only needs ``dL/dout`` summed over the batch. This is the autograd result exactly,
-in another order of floating-point sums; it never forms ``dL/dy``, whose transposed
+``G_1`` only needs ``S``, ``dL/dout`` summed over the batch (one matrix-vector product,
+``batch_sum``), which also gives ``dL/db``. This is the autograd result exactly, in another
+order of floating-point sums; it never forms ``dL/dy``, whose transposed
 convolution onto 1-3 channels oneDNN computes at a small fraction of its peak on CPU
 (measured: 6 ms of a 47 ms step per digit encoder, against 1-2 ms for the weight gradient).
 Against a float64 reference mid-training (lr 0.05, a 300-step run, every 50 steps) both
@@ -26,6 +27,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def batch_sum(grad: torch.Tensor) -> torch.Tensor:
+    """``grad.sum(0, keepdim=True)`` for a (N, C, H, W) tensor, as one matrix-vector product
+    over its memory layout: on CPU torch's reduction over the batch of a channels-last map ran
+    at a tenth of this speed (1.8 ms against 0.2 ms for 64x32x28x28, one thread)."""
+    n, c, h, w = grad.shape
+    ones = grad.new_ones(1, n)
+    if grad.is_contiguous(memory_format=torch.channels_last):
+        flat = grad.permute(0, 2, 3, 1).reshape(n, -1)
+        return (ones @ flat).view(1, h, w, c).permute(0, 3, 1, 2)
+    return (ones @ grad.reshape(n, -1)).view(1, c, h, w)
 
 
 class _AffineConv(torch.autograd.Function):
@@ -60,9 +73,11 @@ class _AffineConv(torch.autograd.Function):
             )  # fmt: skip
             return gw, gb
 
-        g_xhat, grad_bias = weight_grad(xhat, grad_out, ctx.has_bias)
+        g_xhat, _ = weight_grad(xhat, grad_out, False)
+        summed = batch_sum(grad_out)
         ones = torch.ones((1, *xhat.shape[1:]), dtype=grad_out.dtype, device=grad_out.device)
-        g_one, _ = weight_grad(ones, grad_out.sum(0, keepdim=True), False)
+        g_one, _ = weight_grad(ones, summed, False)
+        grad_bias = summed.sum((0, 2, 3)) if ctx.has_bias else None
         grad_weight = g_xhat * gamma.view(1, -1, 1, 1) + g_one * beta.view(1, -1, 1, 1)
         grad_gamma = (weight * g_xhat).sum((0, 2, 3))
         grad_beta = (weight * g_one).sum((0, 2, 3))
