@@ -60,6 +60,7 @@ RULES = (
     Rule("trainer.telemetry_every", 0),
     Rule("trainer.limit_train_batches", 1, optional=True),
     Rule("trainer.stop_after_epochs", 1, optional=True),
+    Rule("trainer.eval_from_epoch", 1),
     Rule("optim.optimizer.lr", 0, integer=False, strict=True),
     Rule("optim.optimizer.weight_decay", 0, integer=False),
     Rule("optim.optimizer.momentum", 0, integer=False),
@@ -95,6 +96,12 @@ def problems(cfg: DictConfig) -> list[str]:
         value = _value(cfg, rule.key)
         if value is not ABSENT and rule.violated(value):
             found.append(f"{rule.key}={value!r}: must be {rule.range_text()}")
+    epochs, first = _value(cfg, "trainer.epochs"), _value(cfg, "trainer.eval_from_epoch")
+    if isinstance(epochs, int) and isinstance(first, int) and first > epochs:
+        found.append(
+            f"trainer.eval_from_epoch={first!r}: must be <= trainer.epochs ({epochs}); the "
+            "protocols choose among the epochs evaluated from it on (the last one always is)"
+        )
     metric = OmegaConf.select(cfg, "optimized_metric", default=None)
     protocol = str(metric).split(".", 1)[0]
     if not isinstance(metric, str) or protocol not in PROTOCOLS or "." not in metric:

@@ -1,7 +1,9 @@
 """The training loop: seeded epochs, per-step strategy backward, evaluation, checkpoints.
 
 The engine knows no particular dataset, model or strategy: it receives them built from
-the config. Each epoch it evaluates val and test, appends to ``history.csv`` and
+the config. Each epoch it evaluates val and test (from ``trainer.eval_from_epoch`` on, and
+always after the last epoch; the protocols choose among the evaluated epochs), appends to
+``history.csv`` and
 ``telemetry.csv`` and saves ``checkpoint.pt`` (all atomically); ``metrics.json`` is the
 final summary with the three evaluation protocols (paper / val / last); a protocol that
 cannot apply (val without a val split) is null there and named in ``unavailable_protocols``.
@@ -65,6 +67,7 @@ class TrainerSettings:
     log_every_s: float = 30.0
     log_every_n_steps: int | None = None
     data_seed: int | None = None
+    eval_from_epoch: int = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -335,6 +338,11 @@ class Engine:
             result[f"acc_{m}"] = metrics.accuracy(np.concatenate(unimodal[m]), y)
         return result
 
+    def evaluates(self, epoch: int) -> bool:
+        """Whether val and test are evaluated after ``epoch`` (0-based): from
+        ``trainer.eval_from_epoch`` (1-based) on, and always after the last epoch."""
+        return epoch + 1 >= self.settings.eval_from_epoch or epoch + 1 == self.settings.epochs
+
     # ----------------------------------------------------------------- outputs
     def write_progress(self) -> None:
         atomic.write_text(
@@ -350,7 +358,7 @@ class Engine:
 
     def protocol(self, name: str) -> dict[str, Any] | None:
         """Test metrics at the epoch the protocol selects (None if it cannot apply)."""
-        frame = pd.DataFrame(self.history)
+        frame = pd.DataFrame(self.history).dropna(subset=["test_acc"])  # evaluated epochs
         if name == "paper":
             row = frame.loc[frame["test_acc"].idxmax()]
         elif name == "val":
@@ -431,9 +439,10 @@ class Engine:
             t0 = time.perf_counter()
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch)}
             row["lr"] = self.optimizer.param_groups[0]["lr"]
-            if self.splits.val is not None:
-                row.update({f"val_{k}": v for k, v in self.evaluate("val").items()})
-            row.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
+            if self.evaluates(epoch):
+                if self.splits.val is not None:
+                    row.update({f"val_{k}": v for k, v in self.evaluate("val").items()})
+                row.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
             row["epoch_s"] = time.perf_counter() - t0
             self.history.append(row)
             self.write_progress()
@@ -441,11 +450,11 @@ class Engine:
                 {f"epoch/{key}": float(value) for key, value in row.items()}, self.step
             )
             log.info(
-                "epoch %d/%d  loss %.4f  test acc %.4f%s%s  (%.1fs)",
+                "epoch %d/%d  loss %.4f  %s%s%s  (%.1fs)",
                 epoch + 1,
                 self.settings.epochs,
                 row["train_loss"],
-                row["test_acc"],
+                f"test acc {row['test_acc']:.4f}" if "test_acc" in row else "not evaluated",
                 head_accuracies(row, "test", self.strategy.trains_unimodal_heads),
                 f"  val acc {row['val_acc']:.4f}" if "val_acc" in row else "",
                 row["epoch_s"],

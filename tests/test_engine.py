@@ -132,3 +132,31 @@ def test_unknown_trainer_key_is_named(compose_cfg, tmp_path: Path) -> None:
 
     with pytest.raises(IncompatibleConfigError, match="unknown keys \\['epoch_count'\\]"):
         fit(compose_cfg(["+trainer.epoch_count=3"]), tmp_path)
+
+
+def test_eval_from_epoch_evaluates_later_epochs_only_and_protocols_choose_among_them(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """The same training (evaluation draws no randomness), evaluated from epoch 3 of 4: the
+    epochs 3-4 rows equal the every-epoch run's, and the protocols choose among them."""
+    common = ["strategy=mmpareto", *FAST, "trainer.epochs=4"]
+    fit(compose_cfg(common), tmp_path / "every")
+    fit(compose_cfg([*common, "trainer.eval_from_epoch=3"]), tmp_path / "late")
+    every, late = (pd.read_csv(tmp_path / d / "history.csv") for d in ("every", "late"))
+    pd.testing.assert_series_equal(every["train_loss"], late["train_loss"])
+    assert late["test_acc"].isna().tolist() == [True, True, False, False]
+    assert late["val_acc"].isna().tolist() == [True, True, False, False]
+    tail = ["test_acc", "val_acc", "test_acc_gray"]
+    pd.testing.assert_frame_equal(every.loc[2:, tail], late.loc[2:, tail])
+    saved = json.loads((tmp_path / "late" / "metrics.json").read_text())["protocols"]
+    assert saved["paper"]["epoch"] == int(late.loc[late["test_acc"].idxmax(), "epoch"]) >= 2
+    assert saved["val"]["epoch"] >= 2 and saved["last"]["epoch"] == 3
+    assert saved["last"]["acc"] == late["test_acc"].iloc[-1]
+
+
+@pytest.mark.parametrize("value", [0, 5])
+def test_eval_from_epoch_outside_the_run_is_refused(compose_cfg, value: int) -> None:
+    from mmbench.config_checks import problems
+
+    found = problems(compose_cfg(["trainer.epochs=4", f"trainer.eval_from_epoch={value}"]))
+    assert len(found) == 1 and found[0].startswith(f"trainer.eval_from_epoch={value}")

@@ -76,6 +76,7 @@ def describe_run(run_dir: Path, datasets: dict[str, Any], every: int = 3) -> dic
 
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     history = pd.read_csv(run_dir / "history.csv")
+    history = history.dropna(subset=["test_acc"]).reset_index(drop=True)  # evaluated epochs
     acc = 100 * history["test_acc"].to_numpy()
     row: dict[str, Any] = {
         "run": run_dir.name,
@@ -86,7 +87,7 @@ def describe_run(run_dir: Path, datasets: dict[str, Any], every: int = 3) -> dic
         "data_seed": cfg.trainer.get("data_seed"),
         "last": float(acc[-1]),
         "best": float(acc.max()),
-        "best_epoch": int(acc.argmax()) + 1,
+        "best_epoch": int(history["epoch"].iloc[acc.argmax()]) + 1,
         "mean_last_third": float(acc[-max(1, len(acc) // 3) :].mean()),
         "trajectory": " ".join(f"{a:.0f}" for a in acc[every - 1 :: every]),
     }
