@@ -1,0 +1,1 @@
+"""mmbench's Hydra sweeper plugins (Hydra discovers plugins in the hydra_plugins package)."""
