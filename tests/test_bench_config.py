@@ -37,12 +37,14 @@ def test_bench_runs_one_job_per_usable_cpu() -> None:
         cfg = compose(config_name="train", overrides=["experiment=bench"], return_hydra_config=True)
     assert "JoblibLauncher" in cfg.hydra.launcher._target_
     assert cfg.hydra.launcher.n_jobs == usable_cpus()
-    assert cfg.optim.optimizer.lr == 0.01 and cfg.trainer.epochs == 15
+    assert cfg.optim.optimizer.lr == 0.01 and cfg.trainer.epochs == 8
+    assert cfg.trainer.batch_size == 32 and cfg.trainer.eval_from_epoch == 5
 
 
-def test_bench_decays_the_lr_after_epoch_12_and_bench_all_keeps_its_protocol() -> None:
-    """The lr decay that cut the paired std (docs/variance.md section 8) is on, stepped per
-    epoch, and bench-all runs every strategy on the same optimiser and schedule."""
+def test_bench_decays_the_lr_after_epoch_6_and_bench_all_keeps_its_protocol() -> None:
+    """The lr decay that cut the paired std (docs/variance.md sections 8 and 10) is on,
+    stepped per epoch; bench-all runs every strategy on the same optimiser, schedule and
+    trainer, and bench_full keeps the 15-epoch protocol of earlier leaderboards."""
     import torch
 
     from mmbench.train import build_optimizer
@@ -55,17 +57,33 @@ def test_bench_decays_the_lr_after_epoch_12_and_bench_all_keeps_its_protocol() -
                 return_hydra_config=True,
             )
 
-    bench, bench_all = composed("bench"), composed("bench_all")
+    bench, bench_all, full = composed("bench"), composed("bench_all"), composed("bench_full")
     assert bench.optim == bench_all.optim and bench.trainer == bench_all.trainer
-    assert bench.hydra.sweeper.params == {
-        "strategy": "one_joint_loss,uniform,mmpareto",
-        "seed": "0,1,2,3,4,5",
-    }
-    assert "mgda," in bench_all.hydra.sweeper.params.strategy
-    optimizer, scheduler = build_optimizer(bench, [torch.nn.Parameter(torch.zeros(1))])
-    lrs = []
-    for _ in range(15):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        scheduler.step()
-    assert lrs[:12] == [0.01] * 12
-    assert lrs[12:] == pytest.approx([0.001] * 3)
+    assert "GridUnionSweeper" in bench.hydra.sweeper._target_
+    assert bench.hydra.sweeper.grids == [
+        {"strategy": "mmpareto,uniform", "seed": "0,1,2,3,4,5"},
+        {"strategy": "one_joint_loss", "seed": "0,1,2,3"},
+    ]
+    (catalogue,) = bench_all.hydra.sweeper.grids
+    listed = {s.strip() for s in catalogue.strategy.split(",")}
+    assert listed == {p.stem for p in (CONF / "strategy").glob("*.yaml")}
+    assert catalogue.seed == "0,1,2"
+
+    def lrs(cfg, epochs: int) -> list[float]:
+        optimizer, scheduler = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
+        out = []
+        for _ in range(epochs):
+            out.append(optimizer.param_groups[0]["lr"])
+            scheduler.step()
+        return out
+
+    assert lrs(bench, 8) == pytest.approx([0.01] * 6 + [0.001] * 2)
+    assert (full.trainer.epochs, full.trainer.batch_size, full.trainer.eval_from_epoch) == (
+        15,
+        64,
+        1,
+    )
+    assert lrs(full, 15) == pytest.approx([0.01] * 12 + [0.001] * 3)
+    assert full.hydra.sweeper.grids == [
+        {"strategy": "one_joint_loss,uniform,mmpareto", "seed": "0,1,2,3,4,5"}
+    ]
