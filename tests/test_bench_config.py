@@ -38,7 +38,7 @@ def test_bench_runs_one_job_per_usable_cpu() -> None:
     assert "JoblibLauncher" in cfg.hydra.launcher._target_
     assert cfg.hydra.launcher.n_jobs == usable_cpus()
     assert cfg.optim.optimizer.lr == 0.01 and cfg.trainer.epochs == 8
-    assert cfg.trainer.batch_size == 32 and cfg.trainer.eval_from_epoch == 5
+    assert cfg.trainer.batch_size == 32 and cfg.trainer.eval_from_epoch == 6
 
 
 def test_bench_decays_the_lr_after_epoch_6_and_bench_all_keeps_its_protocol() -> None:
