@@ -22,6 +22,7 @@ GROUPS = [
     "sweep",
     "hparams_search",
     "hydra/launcher",
+    "hydra/sweeper",
 ]
 
 
