@@ -1,10 +1,11 @@
 """How close representation-level MMPareto is to exact MMPareto, measured in training.
 
 Trains the bench model (experiment=bench: cgmnist_mini, the digit conv-net pair, concat
-fusion, SGD lr 0.01, batch 32; 64 before 2026-12-05) with exact MMPareto (strategy=mmpareto) for ``--steps``
-steps. On every step, on the same batch and parameters, it also computes what
-strategy=mmpareto_rep would do (its decisions on dL/dz_m and its encoder update J_m^T v_m,
-one extra backward that is not applied), then applies the exact step. Per encoder:
+fusion, SGD lr 0.01, batch 32; 64 before 2026-12-05) with exact MMPareto
+(strategy=mmpareto) for ``--steps`` steps. On every step, on the same batch and
+parameters, it also computes what strategy=mmpareto_rep would do (its decisions on dL/dz_m
+and its encoder update J_m^T v_m, one extra backward that is not applied), then applies the
+exact step. Per encoder:
 
 - decision agreement: how often both levels make the same conflict decision (cos > 0 or not);
 - cos(update): cosine between the exact and the representation-level encoder update
