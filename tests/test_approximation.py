@@ -90,4 +90,4 @@ def test_tiny_run_writes_the_report(tmp_path: Path) -> None:
     with (tmp_path / "approximation_steps.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 4
     text = out.with_suffix(".md").read_text()
-    assert "decisions agree" in text and "exact_below" in text and "lr 0.01, batch 64" in text
+    assert "decisions agree" in text and "exact_below" in text and "lr 0.01, batch 32" in text
