@@ -21,13 +21,12 @@ gives 15 jobs; ``strategy=mgda`` on the command line replaces the strategy of ev
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 
 
 def union_of_grids(
@@ -56,7 +55,8 @@ def union_of_grids(
 
 
 class GridUnionSweeper(BasicSweeper):
-    """Hydra's basic sweeper over a union of grids (module docstring)."""
+    """Hydra's basic sweeper over a union of grids (module docstring): its ``sweep`` runs as
+    Hydra's, with the union's jobs in place of the one product it would build."""
 
     def __init__(
         self,
@@ -66,25 +66,19 @@ class GridUnionSweeper(BasicSweeper):
     ) -> None:
         super().__init__(max_batch_size, dict(params or {}))
         self.grids = list(grids or [])
+        self.jobs: list[list[str]] = []
 
     def sweep(self, arguments: list[str]) -> Any:
+        if self.grids:
+            assert self.hydra_context is not None
+            parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+            self.jobs = union_of_grids(self.grids, self.params, arguments, parser)
+        return super().sweep(arguments)
+
+    def split_arguments(  # type: ignore[override]  # BasicSweeper.sweep calls it on self
+        self, overrides: list[Override], max_batch_size: int | None
+    ) -> list[list[list[str]]]:
+        """The batches of jobs: the union's, or the basic sweeper's one product."""
         if not self.grids:
-            return super().sweep(arguments)
-        assert self.config is not None and self.launcher is not None
-        assert self.hydra_context is not None
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        jobs = union_of_grids(self.grids, self.params, arguments, parser)
-        self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size))
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns, first = [], 0
-        while not self.is_done():
-            batch = self.get_job_batch()
-            self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=first)
-            for result in results:
-                _ = result.return_value  # raises if the job failed
-            first += len(batch)
-            returns.append(results)
-        return returns
+            return BasicSweeper.split_arguments(overrides, max_batch_size)
+        return list(self.split_overrides_to_chunks(self.jobs, max_batch_size))

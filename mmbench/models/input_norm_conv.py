@@ -32,7 +32,7 @@ from torch import nn
 def batch_sum(grad: torch.Tensor) -> torch.Tensor:
     """``grad.sum(0, keepdim=True)`` for a (N, C, H, W) tensor, as one matrix-vector product
     over its memory layout: on CPU torch's reduction over the batch of a channels-last map ran
-    at a tenth of this speed (1.8 ms against 0.2 ms for 64x32x28x28, one thread)."""
+    at a thirteenth of this speed (1.43 ms against 0.11 ms for 64x32x28x28, one thread)."""
     n, c, h, w = grad.shape
     ones = grad.new_ones(1, n)
     if grad.is_contiguous(memory_format=torch.channels_last):
