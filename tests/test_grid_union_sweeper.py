@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from hydra_plugins.mmbench_sweepers.grid_union import GridUnionSweeper, union_of_grids
+from hydra_plugins.mmbench_sweepers.grid_union import union_of_grids
 from tests.test_sweeps import sweep
 
 PARSER = OverridesParser.create()
@@ -51,9 +51,14 @@ def test_common_params_apply_to_every_grid_and_a_grid_overrides_them() -> None:
 
 
 def test_without_grids_it_is_the_basic_sweepers_product() -> None:
+    # the classes as Hydra would instantiate them now: its plugin scan re-executes
+    # hydra._internal.core_plugins.basic_sweeper and this module in place whenever a test
+    # initialises Hydra in this process, so classes imported at collection may be stale
+    basic = importlib.import_module("hydra._internal.core_plugins.basic_sweeper").BasicSweeper
+    union = importlib.import_module("hydra_plugins.mmbench_sweepers.grid_union").GridUnionSweeper
     overrides = PARSER.parse_overrides(["strategy=uniform,mmpareto", "seed=0,1"])
-    sweeper = GridUnionSweeper(max_batch_size=3)
-    assert sweeper.split_arguments(overrides, 3) == BasicSweeper.split_arguments(overrides, 3)
+    sweeper = union(max_batch_size=3)
+    assert sweeper.split_arguments(overrides, 3) == basic.split_arguments(overrides, 3)
     assert [len(batch) for batch in sweeper.split_arguments(overrides, 3)] == [3, 1]
 
 
